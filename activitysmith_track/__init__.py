@@ -1,0 +1,47 @@
+"""Turn any Python job into an ActivitySmith Live Activity on an iPhone lock screen."""
+
+from activitysmith_track._errors import (
+    ActivityEndedError,
+    ActivitySmithTrackError,
+    APIError,
+    ArgumentTypeError,
+    AuthenticationError,
+    BadRequestError,
+    BillingBlockedError,
+    ConfigurationError,
+    ForbiddenError,
+    LiveActivityLimitError,
+    MalformedResponseError,
+    NoRecipientsError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    StartOutcomeUnknownError,
+    TransportError,
+    UsageError,
+    ValidationError,
+)
+from activitysmith_track._version import __version__
+
+__all__ = [
+    "APIError",
+    "ActivityEndedError",
+    "ActivitySmithTrackError",
+    "ArgumentTypeError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BillingBlockedError",
+    "ConfigurationError",
+    "ForbiddenError",
+    "LiveActivityLimitError",
+    "MalformedResponseError",
+    "NoRecipientsError",
+    "NotFoundError",
+    "RateLimitedError",
+    "ServerError",
+    "StartOutcomeUnknownError",
+    "TransportError",
+    "UsageError",
+    "ValidationError",
+    "__version__",
+]
