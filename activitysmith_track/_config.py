@@ -1,0 +1,203 @@
+"""Settings: what the library does, from arguments, ``configure()`` and environment variables.
+
+Precedence, highest first: an argument to ``live_activity()``/``tracked_steps()``, a value set
+with :func:`configure`, an environment variable, the default. Settings are resolved once, when
+an activity is created, into a frozen :class:`Settings` value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from activitysmith_track._errors import ArgumentTypeError, ConfigurationError, ValidationError
+from activitysmith_track._retry import RetryPolicy
+
+__all__ = ["DEFAULT_BASE_URL", "EMULATOR_API_KEY", "Settings", "configure", "resolve_settings"]
+
+DEFAULT_BASE_URL = "https://activitysmith.com/api"
+
+# Sent when no key is configured but the base URL is a loopback emulator, which accepts any
+# non-empty key unless it was started with one.
+EMULATOR_API_KEY = "ask_local_emulator"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def _positive(name: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ArgumentTypeError(name, "a number of seconds", value)
+        if not value > 0:
+            raise ValidationError(name, f"must be greater than 0, got {value!r}", value)
+
+    return check
+
+
+def _non_negative(name: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ArgumentTypeError(name, "a number of seconds", value)
+        if value < 0:
+            raise ValidationError(name, f"must not be negative, got {value!r}", value)
+
+    return check
+
+
+def _count(name: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArgumentTypeError(name, "an int", value)
+        if value < 1:
+            raise ValidationError(name, f"must be at least 1, got {value}", value)
+
+    return check
+
+
+def _flag(name: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if not isinstance(value, bool):
+            raise ArgumentTypeError(name, "a bool", value)
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything that shapes delivery, resolved once per activity.
+
+    The defaults follow the service's limits (see the contract, section 6): iOS throttles an
+    activity that updates more often than every couple of minutes on average, so each activity
+    gets a burst of ``update_burst`` updates refilled at one per ``update_interval`` seconds,
+    and the account allows about 60 requests a minute across all activities.
+    """
+
+    api_key: str | None = attrs.field(default=None, repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    connect_timeout: float = attrs.field(default=5.0, validator=_positive("connect_timeout"))
+    read_timeout: float = attrs.field(default=15.0, validator=_positive("read_timeout"))
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    flush_timeout: float = attrs.field(default=10.0, validator=_non_negative("flush_timeout"))
+    debounce: float = attrs.field(default=1.0, validator=_non_negative("debounce"))
+    update_burst: int = attrs.field(default=12, validator=_count("update_burst"))
+    update_interval: float = attrs.field(default=120.0, validator=_positive("update_interval"))
+    requests_per_minute: int = attrs.field(default=60, validator=_count("requests_per_minute"))
+    strict: bool = attrs.field(default=False, validator=_flag("strict"))
+    disabled: bool = attrs.field(default=False, validator=_flag("disabled"))
+    preview: bool = attrs.field(default=False, validator=_flag("preview"))
+    show_error_message: bool = attrs.field(default=True, validator=_flag("show_error_message"))
+
+    @property
+    def is_local(self) -> bool:
+        """True when the base URL points at this machine (an emulator)."""
+        host = urllib.parse.urlsplit(self.base_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def effective_api_key(self) -> str | None:
+        """The key to send: the configured one, or a placeholder for a local emulator."""
+        if self.api_key:
+            return self.api_key
+        return EMULATOR_API_KEY if self.is_local else None
+
+
+_FIELDS = {a.name for a in attrs.fields(Settings)}
+_overrides: dict[str, Any] = {}
+_overrides_lock = threading.Lock()
+
+
+def configure(**options: Any) -> None:
+    """Set process-wide defaults, e.g. ``configure(api_key=..., strict=True, flush_timeout=5)``.
+
+    Any :class:`Settings` field may be given; ``None`` removes an earlier value. Arguments given
+    to ``live_activity()`` still win over these.
+    """
+    unknown = set(options) - _FIELDS
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}"
+        )
+    with _overrides_lock:
+        for name, value in options.items():
+            if value is None:
+                _overrides.pop(name, None)
+            else:
+                _overrides[name] = value
+        # Validate now, so a bad value fails at the configure() call that made it.
+        Settings(**_overrides)
+
+
+def _env_flag(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a yes/no value; use 1 or 0")
+
+
+def _env_seconds(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if env.get("ACTIVITYSMITH_API_KEY"):
+        found["api_key"] = env["ACTIVITYSMITH_API_KEY"]
+    if env.get("ACTIVITYSMITH_BASE_URL"):
+        found["base_url"] = env["ACTIVITYSMITH_BASE_URL"].rstrip("/")
+    for name, field in (
+        ("ACTIVITYSMITH_TRACK_DISABLED", "disabled"),
+        ("ACTIVITYSMITH_TRACK_STRICT", "strict"),
+        ("ACTIVITYSMITH_TRACK_PREVIEW", "preview"),
+    ):
+        flag = _env_flag(env, name)
+        if flag is not None:
+            found[field] = flag
+    flush = _env_seconds(env, "ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT")
+    if flush is not None:
+        found["flush_timeout"] = flush
+    return found
+
+
+def resolve_settings(
+    options: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge arguments, ``configure()`` values and the environment into one :class:`Settings`."""
+    merged = _from_env(os.environ if env is None else env)
+    with _overrides_lock:
+        merged.update(_overrides)
+    if options:
+        merged.update({k: v for k, v in options.items() if v is not None})
+    unknown = set(merged) - _FIELDS
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s) {', '.join(sorted(unknown))}")
+    if "base_url" in merged:
+        base_url = merged["base_url"]
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"base_url must be an http:// or https:// URL, got {base_url!r}"
+            )
+        merged["base_url"] = base_url.rstrip("/")
+    return Settings(**merged)
