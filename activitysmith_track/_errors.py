@@ -245,10 +245,15 @@ def error_for_status(
     *,
     request: RequestInfo | None = None,
     retry_after: float | None = None,
+    text: str | None = None,
 ) -> APIError:
-    """Build the error for an HTTP error answer, telling the two kinds of 429 apart."""
+    """Build the error for an HTTP error answer, telling the two kinds of 429 apart.
+
+    ``text`` is a short excerpt of a body that was not a JSON object (an HTML error page from a
+    proxy, say); it becomes the message so the error still says what came back.
+    """
     error = body.get("error") if body is not None else None
-    message = body.get("message") if body is not None else None
+    message = body.get("message") if body is not None else text
     common: dict[str, Any] = {
         "error": error if isinstance(error, str) else None,
         "message": message if isinstance(message, str) else None,
