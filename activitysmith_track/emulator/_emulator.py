@@ -1,0 +1,239 @@
+"""The :class:`Emulator`: a local stand-in for the ActivitySmith Live Activity API."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from activitysmith_track.emulator._faults import Fault, FaultQueue
+from activitysmith_track.emulator._server import EmulatorHTTPServer
+from activitysmith_track.emulator._state import ActivityRecord, EmulatorState, RecordedRequest
+
+__all__ = ["Emulator"]
+
+_ENV_KEY = "ACTIVITYSMITH_API_KEY"
+
+
+class Emulator:
+    """An HTTP server on the loopback interface that behaves like the ActivitySmith API.
+
+    It keeps every activity and every request in memory, so tests can assert on what a client
+    sent, and faults scripted with :meth:`add_fault` make failures deterministic::
+
+        with Emulator() as emu:
+            client = Client("any-key", base_url=emu.base_url)
+            emu.add_fault(Fault.status(503), path="/live-activity/start")
+            ...
+            assert emu.requests[-1].status == 200
+
+    ``api_key`` is the only Bearer key accepted; when it is ``None`` the
+    ``ACTIVITYSMITH_API_KEY`` environment variable is used if set, and otherwise any non-empty
+    key is accepted. ``max_live_activities`` turns on the capacity 429. The update ``warning``
+    appears once an activity had more than ``warning_updates`` updates averaging more than
+    one per ``warning_interval`` seconds; ``rotate_after`` (seconds) makes a stream PUT rotate
+    an activity that old. ``clock`` supplies wall time for all of that, so tests can move it.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_live_activities: int | None = None,
+        warning_updates: int = 12,
+        warning_interval: float = 120.0,
+        rotate_after: float | None = None,
+        clock: Callable[[], float] = time.time,
+        on_request: Callable[[RecordedRequest], None] | None = None,
+    ) -> None:
+        if max_live_activities is not None and max_live_activities < 1:
+            raise ValueError(f"max_live_activities must be >= 1, not {max_live_activities}")
+        self._host = host
+        self._port = port
+        self._api_key = api_key if api_key is not None else (os.environ.get(_ENV_KEY) or None)
+        self._on_request = on_request
+        self._state = EmulatorState(
+            max_live_activities=max_live_activities,
+            clock=clock,
+            warning_updates=warning_updates,
+            warning_interval=warning_interval,
+            rotate_after=rotate_after,
+        )
+        self._faults = FaultQueue()
+        self._stopping = threading.Event()
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lifecycle = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "not running"
+        return f"<Emulator {where}>"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Bind the port and serve in a background thread; returns ``self``."""
+        with self._lifecycle:
+            if self._server is not None:
+                raise RuntimeError("the emulator is already running")
+            self._stopping.clear()
+            server = EmulatorHTTPServer(
+                (self._host, self._port),
+                state=self._state,
+                faults=self._faults,
+                expected_key=self._api_key,
+                stopping=self._stopping,
+                on_request=self._on_request,
+            )
+            # A short poll keeps stop() quick; the loop is idle most of the time anyway.
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="activitysmith-emulator",
+                daemon=True,
+            )
+            thread.start()
+            self._server, self._thread = server, thread
+        return self
+
+    def stop(self, *, timeout: float = 2.0) -> None:
+        """Stop serving and close every connection; returns within about ``timeout`` seconds.
+
+        Requests stuck in a hang or delay fault are released first, so this never hangs.
+        Calling it twice, or on an emulator that never started, does nothing.
+        """
+        with self._lifecycle:
+            server, thread = self._server, self._thread
+            if server is None or thread is None:
+                return
+            self._stopping.set()
+            server.shutdown()
+            server.close_connections(timeout)
+            server.server_close()
+            thread.join(timeout)
+            self._server = self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving."""
+        return self._server is not None
+
+    # -- where ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with ``port=0``)."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return int(server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The root URL, e.g. ``http://127.0.0.1:8787/``."""
+        return f"http://{self._host}:{self.port}/"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL to hand a client, e.g. ``http://127.0.0.1:8787/api``."""
+        return f"http://{self._host}:{self.port}/api"
+
+    @property
+    def api_key(self) -> str | None:
+        """The key the emulator insists on, or ``None`` when any key is accepted."""
+        return self._api_key
+
+    # -- what happened -------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every API request so far, in arrival order (a copy)."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    @property
+    def activities(self) -> dict[str, ActivityRecord]:
+        """Every activity by id, in start order (snapshots)."""
+        return self._state.snapshot_activities()
+
+    @property
+    def streams(self) -> dict[str, str]:
+        """Stream key -> id of the stream's latest activity (live or ended)."""
+        with self._state.lock:
+            return dict(self._state.streams)
+
+    def activity(self, activity_id: str) -> ActivityRecord:
+        """One activity's snapshot; ``KeyError`` when the id is unknown."""
+        return self.activities[activity_id]
+
+    def stream_activity(self, stream_key: str) -> ActivityRecord | None:
+        """The latest activity of a stream, or ``None`` when the key was never used."""
+        with self._state.lock:
+            activity_id = self._state.streams.get(stream_key)
+            if activity_id is None:
+                return None
+            return self._state.activities[activity_id].snapshot()
+
+    def live_activities(self) -> list[ActivityRecord]:
+        """The activities currently live, in start order."""
+        return [a for a in self.activities.values() if a.status == "live"]
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests were recorded; ``TimeoutError`` otherwise."""
+        return self._state.wait_for_requests(count, timeout)
+
+    # -- steering ------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault, *, path: str | None = None, times: int = 1) -> None:
+        """Apply ``fault`` to the next ``times`` requests whose path starts with ``path``.
+
+        ``path`` is written without the ``/api`` prefix (``"/live-activity/start"``,
+        ``"/live-activity/stream/"``); ``None`` matches every API request. Faults are used
+        in the order they were added.
+        """
+        self._faults.add(fault, path=path, times=times)
+
+    @property
+    def pending_faults(self) -> list[tuple[Fault, str | None, int]]:
+        """Faults not used up yet: (fault, path, remaining uses)."""
+        return self._faults.pending()
+
+    @property
+    def latency(self) -> float:
+        """Seconds added before answering every API request."""
+        return self._state.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError(f"latency must be >= 0 seconds, not {seconds}")
+        with self._state.lock:
+            self._state.latency = float(seconds)
+
+    def pause_stream(self, stream_key: str) -> None:
+        """Mute a stream as its owner can: its activity ends and PUTs answer ``paused``."""
+        self._state.pause_stream(stream_key)
+
+    def resume_stream(self, stream_key: str) -> None:
+        """Undo :meth:`pause_stream`; the next PUT starts a new activity."""
+        self._state.resume_stream(stream_key)
+
+    def reset(self) -> None:
+        """Forget activities, streams, requests, faults, pauses and latency."""
+        self._faults.clear()
+        self._state.reset()

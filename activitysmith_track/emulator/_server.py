@@ -1,0 +1,316 @@
+"""The HTTP side of the emulator: sockets, threads, faults and auth around :mod:`._state`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from activitysmith_track.emulator._faults import ANSWERING_KINDS, Fault, FaultQueue
+from activitysmith_track.emulator._state import Answer, EmulatorState, RecordedRequest
+
+__all__ = ["EmulatorHTTPServer"]
+
+logger = logging.getLogger("activitysmith_track")
+
+_MAX_BODY = 1024 * 1024
+_API_PREFIX = "/api"
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that can close every open connection when it stops.
+
+    Keep-alive connections park a handler thread in ``recv``; the stock server would wait on
+    them forever at close, so connections are tracked and shut down explicitly.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        state: EmulatorState,
+        faults: FaultQueue,
+        expected_key: str | None,
+        stopping: threading.Event,
+        on_request: Callable[[RecordedRequest], None] | None,
+    ) -> None:
+        self.state = state
+        self.faults = faults
+        self.expected_key = expected_key
+        self.stopping = stopping
+        self.on_request = on_request
+        self._connections_lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="activitysmith-emulator-connection",
+            daemon=True,
+        )
+        with self._connections_lock:
+            self._connections[request] = thread
+        thread.start()
+
+    def _serve_connection(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.pop(request, None)
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        # A client that hangs up mid-answer (or a stop that closes its socket) is routine.
+        if isinstance(error, OSError):
+            return
+        logger.exception("emulator: unexpected error while serving %s", client_address)
+
+    def close_connections(self, timeout: float) -> None:
+        """Shut every open connection down and wait (bounded) for their threads."""
+        with self._connections_lock:
+            open_now = list(self._connections.items())
+        for sock, _ in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for _, thread in open_now:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def authorized(self, header: str | None) -> bool:
+        if header is None or not header.startswith("Bearer "):
+            return False
+        key = header[len("Bearer ") :].strip()
+        if self.expected_key is None:
+            return bool(key)
+        return key == self.expected_key
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each answer would wait for
+    # the client's delayed ACK (about 40 ms on Linux).
+    disable_nagle_algorithm = True
+    server: EmulatorHTTPServer
+
+    def version_string(self) -> str:
+        return "activitysmith-emulator"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Requests are reported through on_request; the stdlib's stderr lines would be noise.
+        return
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        *,
+        content_type: str = "application/json",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _reset(self) -> None:
+        """Close with a TCP reset, so the client sees a dropped connection, not an answer."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _read_body(self) -> tuple[Any, str | None]:
+        """The parsed JSON body (or raw text, or None) and a reason to refuse it, if any."""
+        length_text = self.headers.get("Content-Length")
+        try:
+            length = int(length_text) if length_text else 0
+        except ValueError:
+            self.close_connection = True
+            return None, "Content-Length is not a number"
+        if length > _MAX_BODY:
+            self.close_connection = True
+            return None, f"the body is larger than {_MAX_BODY} bytes"
+        raw = self.rfile.read(length) if length > 0 else b""
+        if not raw.strip():
+            return None, None
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            return json.loads(text), None
+        except ValueError:
+            return text, "the body is not valid JSON"
+
+    def _wait(self, seconds: float | None) -> bool:
+        """Sleep unless the emulator stops meanwhile; ``True`` when it is stopping."""
+        if seconds is None:
+            self.server.stopping.wait()
+            return True
+        return self.server.stopping.wait(seconds) if seconds > 0 else self.server.stopping.is_set()
+
+    def _record(
+        self,
+        path: str,
+        body: Any,
+        status: int | None,
+        response: Any,
+        *,
+        fault: Fault | None,
+        authorized: bool,
+    ) -> None:
+        request = RecordedRequest(
+            method=self.command,
+            path=path,
+            body=body,
+            status=status,
+            response=response,
+            time=time.time(),
+            fault=None if fault is None else fault.kind,
+            authorized=authorized,
+        )
+        self.server.state.record(request)
+        callback = self.server.on_request
+        if callback is not None:
+            try:
+                callback(request)
+            except Exception:
+                logger.exception("emulator: the on_request callback failed")
+
+    # -- the request ---------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        path = urlsplit(self.path).path
+        if path != _API_PREFIX and not path.startswith(_API_PREFIX + "/"):
+            self._serve_site(method, path)
+            return
+        api_path = unquote(path[len(_API_PREFIX) :]) or "/"
+        if api_path == "/health" and method == "GET":
+            self._send(200, _json_bytes(self._health()))
+            return
+        server = self.server
+        fault = server.faults.take(api_path)
+        if fault is not None and fault.kind == "drop":
+            self._record(api_path, None, None, None, fault=fault, authorized=False)
+            self._reset()
+            return
+        body, body_error = self._read_body()
+        authorized = server.authorized(self.headers.get("Authorization"))
+        if fault is not None and fault.kind == "hang":
+            self._record(api_path, body, None, None, fault=fault, authorized=authorized)
+            self._wait(fault.seconds)
+            self.close_connection = True
+            return
+        if self._wait(server.state.latency):
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind == "delay" and self._wait(fault.seconds):
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind in ANSWERING_KINDS:
+            self._answer_fault(api_path, body, fault, authorized)
+            return
+        if not authorized:
+            answer = Answer(
+                401,
+                {"error": "Unauthorized", "message": "Missing or invalid API key"},
+            )
+        else:
+            try:
+                answer = server.state.handle(
+                    method,
+                    api_path,
+                    body,
+                    body_error=body_error,
+                    fault=None if fault is None else fault.kind,
+                )
+            except Exception as exc:
+                logger.exception("emulator: failed to handle %s %s", method, api_path)
+                answer = Answer(
+                    500,
+                    {"error": "Internal Server Error", "message": f"emulator failure: {exc!r}"},
+                )
+        if fault is not None and fault.kind == "process_then_drop":
+            self._record(api_path, body, None, None, fault=fault, authorized=authorized)
+            self._reset()
+            return
+        self._record(api_path, body, answer.status, answer.body, fault=fault, authorized=authorized)
+        self._send(answer.status, _json_bytes(answer.body), headers=answer.headers)
+
+    def _answer_fault(self, path: str, body: Any, fault: Fault, authorized: bool) -> None:
+        text = fault.body or ""
+        response: Any
+        try:
+            response = json.loads(text) if fault.content_type == "application/json" else text
+        except ValueError:
+            response = text
+        status = fault.code or 500
+        self._record(path, body, status, response, fault=fault, authorized=authorized)
+        self._send(
+            status,
+            text.encode(),
+            content_type=fault.content_type,
+            headers=fault.headers,
+        )
+
+    def _health(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "service": "activitysmith-emulator",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "checks": [],
+        }
+
+    def _serve_site(self, method: str, path: str) -> None:
+        # Only a placeholder lives outside /api for now; the preview page will replace it.
+        if method == "GET" and path in ("/", "/index.html"):
+            page = (
+                "<!doctype html><title>ActivitySmith emulator</title>"
+                "<p>ActivitySmith emulator: the API is served under <code>/api</code>.</p>"
+            )
+            self._send(200, page.encode(), content_type="text/html; charset=utf-8")
+            return
+        self._send(404, _json_bytes({"error": "Not Found", "message": f"no page {path}"}))
