@@ -183,7 +183,8 @@ class Client:
     ``$ACTIVITYSMITH_BASE_URL``, then to the public API. ``timeout`` is seconds, or a
     ``(connect, read)`` pair, for every request. ``sleep`` and ``clock`` are what retries wait
     with and measure ``max_elapsed`` and deadlines on; tests inject fakes. A ``session`` passed
-    in is used as is and left open by :meth:`close`.
+    in is used as is and left open by :meth:`close`. Use one client from one thread at a time:
+    requests does not promise that a Session is thread-safe.
 
     Every method takes a :class:`Payload` or a bare :class:`ContentState`, refuses an invalid one
     with :class:`ValidationError` before sending anything, and accepts ``deadline``: an absolute
