@@ -175,9 +175,13 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         flag = _env_flag(env, name)
         if flag is not None:
             found[field] = flag
-    flush = _env_seconds(env, "ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT")
-    if flush is not None:
-        found["flush_timeout"] = flush
+    for name, field in (
+        ("ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT", "flush_timeout"),
+        ("ACTIVITYSMITH_TRACK_DEBOUNCE", "debounce"),
+    ):
+        seconds = _env_seconds(env, name)
+        if seconds is not None:
+            found[field] = seconds
     return found
 
 

@@ -159,6 +159,9 @@ class Channel:
 class Dispatcher:
     """Sends the requests of every activity that shares one API key and base URL."""
 
+    # Seconds an idle worker thread waits for new work before it exits.
+    idle_timeout = 30.0
+
     def __init__(
         self,
         settings: Settings,
@@ -240,30 +243,40 @@ class Dispatcher:
     # -- the worker --------------------------------------------------------------------------
 
     def _ensure_worker(self) -> None:
-        if self._pid != os.getpid():
-            return
-        if self._thread is not None and self._thread.is_alive():
-            return
-        thread = threading.Thread(
-            target=self._run, name="activitysmith-track-worker", daemon=True
-        )
-        try:
-            thread.start()
-        except RuntimeError:
-            # Threads cannot start during interpreter shutdown; flush() then sends inline.
-            self._thread = None
-            return
-        self._thread = thread
+        with self._cond:
+            if self._pid != os.getpid():
+                return
+            if self._thread is not None and self._thread.is_alive():
+                return
+            thread = threading.Thread(
+                target=self._run, name="activitysmith-track-worker", daemon=True
+            )
+            try:
+                thread.start()
+            except RuntimeError:
+                # Threads cannot start during interpreter shutdown; flush() then sends inline.
+                self._thread = None
+                return
+            self._thread = thread
 
     def _run(self) -> None:
         while True:
             with self._cond:
+                idle_since = self._clock()
                 while True:
                     now = self._clock()
                     channel, job, due = self._next(now)
                     if channel is not None and due <= now:
                         self._claim(channel, job, now)
                         break
+                    if channel is None and not self._channels:
+                        # Nothing to do for a while: let the thread go; the next open()
+                        # starts a new one.
+                        if now - idle_since >= self.idle_timeout:
+                            self._thread = None
+                            return
+                        self._cond.wait(self.idle_timeout - (now - idle_since))
+                        continue
                     self._cond.wait(None if channel is None else due - now)
             self._execute(channel, job)
 
