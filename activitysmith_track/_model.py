@@ -215,14 +215,14 @@ def _to_colors(value: Iterable[Color | str] | None) -> Any:
 def _to_int(value: int | None) -> Any:
     # Integral types such as numpy.int64 become plain ints so to_json() stays JSON-ready;
     # floats (even 3.0) and bools are left for the validator to refuse.
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     return value
 
 
 def _to_number(value: float | None) -> Any:
-    # Exotic reals (Decimal, Fraction, numpy scalars) become int or float for the JSON encoder.
-    if value is None or isinstance(value, (bool, int, float)):
+    # Other reals (Fraction, numpy scalars, IntEnum) become plain int or float for the JSON encoder.
+    if value is None or type(value) in (int, float) or isinstance(value, bool):
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
@@ -328,6 +328,7 @@ def _flag(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
 
 def _member(cls: type[enum.Enum], *, optional: bool = True) -> _Validator:
     allowed = ", ".join(member.value for member in cls)
+    article = "an" if cls.__name__[0] in "AEIOU" else "a"
 
     def check(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if (value is None and optional) or isinstance(value, cls):
@@ -335,7 +336,7 @@ def _member(cls: type[enum.Enum], *, optional: bool = True) -> _Validator:
         name = _name(inst, attribute)
         if isinstance(value, str):
             raise _refuse(name, value, f"must be one of: {allowed}")
-        raise ArgumentTypeError(name, f"a {cls.__name__} or one of: {allowed}", value)
+        raise ArgumentTypeError(name, f"{article} {cls.__name__} or one of: {allowed}", value)
 
     return check
 
