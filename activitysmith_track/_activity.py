@@ -306,7 +306,12 @@ def _at_exit() -> None:
         pending = list(_finalizers)
         _finalizers.clear()
     for finalizer in pending:
-        finalizer()
+        # Not finalizer(): weakref's own exit hook, which runs before this one, disables
+        # finalizers; detach() still hands back what the finalizer would have called.
+        info = finalizer.detach()
+        if info is not None:
+            _obj, func, args, _kwargs = info
+            func(*args)
     left = shutdown_all()
     if left:
         logger.warning("%d Live Activity end(s) could not be delivered before exit", left)
@@ -481,18 +486,22 @@ class LiveActivity:
         self._finish(Outcome.CANCELLED, message=message, overrides=fields, explicit=True)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until the end was delivered; False if ``timeout`` passed first or untracked."""
+        """Wait until every change recorded so far (and the end, once ended) reached the server.
+
+        Returns False if ``timeout`` (default ``flush_timeout``) passed first, or when the
+        activity is not tracked. Useful in tests and before handing off to another process.
+        """
         channel = self._channel
         if channel is None or self._state.pid != os.getpid():
             return False
-        return channel.wait(self._settings.flush_timeout if timeout is None else timeout)
+        return channel.flush(self._settings.flush_timeout if timeout is None else timeout)
 
     def _after_end(self) -> None:
         """Wait for delivery (bounded) and, in strict mode, raise what went wrong."""
         channel = self._channel
         if channel is None or self._state.pid != os.getpid():
             return
-        delivered = channel.wait(self._settings.flush_timeout)
+        delivered = channel.flush(self._settings.flush_timeout)
         if not delivered:
             logger.warning(
                 "Live Activity %r: the end was not confirmed within flush_timeout (%gs); "
@@ -647,7 +656,7 @@ class LiveActivity:
 
     def advance(self, n: float = 1) -> None:
         """Count ``n`` more items done (progress bar, or a count in the subtitle)."""
-        if n.__class__ is not int:
+        if n.__class__ is not int or n < 0:
             _check_number("n", n)
         state = self._state
         with state.lock:
@@ -795,7 +804,7 @@ def live_activity(
     steps: int | Sequence[str] | None = None,
     total: float | None = None,
     metrics: Mapping[str, Any] | Sequence[Metric] | None = None,
-    type: ActivityType | str | None = None,  # noqa: A002 - the API's own name
+    type: ActivityType | str | None = None,
     subtitle: str | None = None,
     color: Color | str | None = None,
     step_color: Color | str | None = None,
@@ -886,7 +895,8 @@ def live_activity(
     unknown = set(fields) - _CONTENT_FIELDS
     if unknown:
         raise ValidationError(
-            ", ".join(sorted(unknown)), "is not an option of live_activity() or a content-state field"
+            ", ".join(sorted(unknown)),
+            "is not an option of live_activity() or a content-state field",
         )
 
     content: dict[str, Any] = {

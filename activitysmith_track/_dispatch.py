@@ -93,6 +93,7 @@ class Channel:
         "_dispatcher",
         "activity_id",
         "bucket",
+        "busy",
         "debounce",
         "dirty",
         "dirty_since",
@@ -109,6 +110,7 @@ class Channel:
         "source",
         "started",
         "stream_key",
+        "urgent",
     )
 
     def __init__(
@@ -136,6 +138,8 @@ class Channel:
         self.end_payload: Payload | None = None
         self.done = False
         self.done_event = threading.Event()
+        self.busy = False  # a request of this channel is on the wire
+        self.urgent = False  # someone waits in flush(): skip the debounce
         self.last_sent: Payload | None = None
         self.last_operation: str | None = None
         self.errors: list[ActivitySmithTrackError] = []
@@ -151,9 +155,13 @@ class Channel:
         """Ask for the activity to end with this final state (once; later calls do nothing)."""
         self._dispatcher._close(self, payload)
 
-    def wait(self, timeout: float) -> bool:
-        """Wait until the end was delivered (or given up); False when ``timeout`` passed first."""
-        return self._dispatcher._wait(self, timeout)
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything recorded so far was sent (the end too, once asked for).
+
+        Returns False when ``timeout`` passed first. Skips the debounce while it waits, but
+        not the update budget.
+        """
+        return self._dispatcher._flush_channel(self, timeout)
 
 
 class Dispatcher:
@@ -167,7 +175,8 @@ class Dispatcher:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
-        client_factory: Callable[[Settings, Callable[[float], None]], Client] | None = None,
+        client_factory: Callable[[Settings, Callable[[float], None], Callable[[], float]], Client]
+        | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -215,10 +224,27 @@ class Dispatcher:
             self._cond.notify_all()
         self._ensure_worker()
 
-    def _wait(self, channel: Channel, timeout: float) -> bool:
+    def _flush_channel(self, channel: Channel, timeout: float) -> bool:
+        deadline = self._clock() + timeout
         if self._thread is None:
-            self._drain_inline(self._clock() + timeout)
-        return channel.done_event.wait(timeout)
+            self._drain_inline(deadline)
+        with self._cond:
+            channel.urgent = True
+            self._cond.notify_all()
+            try:
+                while not channel.done and (
+                    channel.pending_start
+                    or channel.dirty
+                    or channel.busy
+                    or channel.end_payload is not None
+                ):
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                return True
+            finally:
+                channel.urgent = False
 
     def flush(self, timeout: float) -> int:
         """Wait until every ended activity was delivered; return how many are still pending."""
@@ -309,8 +335,9 @@ class Dispatcher:
                 job, due = _Job.END, account
             elif channel.dirty:
                 job = _Job.UPDATE
+                debounce = 0.0 if channel.urgent else channel.debounce
                 due = max(
-                    channel.dirty_since + channel.debounce,
+                    channel.dirty_since + debounce,
                     channel.bucket.ready_at(now),
                     account,
                 )
@@ -321,6 +348,7 @@ class Dispatcher:
         return best
 
     def _claim(self, channel: Channel, job: _Job, now: float) -> None:
+        channel.busy = True
         self._account.take(now)
         if job is _Job.START:
             channel.pending_start = False
@@ -341,10 +369,14 @@ class Dispatcher:
             self._failed(channel, job, exc)
             if job is _Job.END:
                 self._finish(channel)
+        finally:
+            with self._cond:
+                channel.busy = False
+                self._cond.notify_all()
 
     def _client_for_worker(self) -> Client:
         if self._client is None:
-            self._client = self._client_factory(self._settings, self._retry_sleep)
+            self._client = self._client_factory(self._settings, self._retry_sleep, self._clock)
         return self._client
 
     def _deadline(self) -> float | None:
@@ -401,7 +433,9 @@ class Dispatcher:
                     # The stream never got its first PUT through: send the final state as a
                     # PUT first, so the DELETE has an activity to end.
                     client.put_stream(channel.stream_key, payload, deadline=self._deadline())
-                result = client.delete_stream(channel.stream_key, payload, deadline=self._deadline())
+                result = client.delete_stream(
+                    channel.stream_key, payload, deadline=self._deadline()
+                )
             else:
                 assert channel.activity_id is not None
                 result = client.end(channel.activity_id, payload, deadline=self._deadline())
@@ -488,13 +522,16 @@ class Dispatcher:
         self._setup()
 
 
-def _make_client(settings: Settings, sleep: Callable[[float], None]) -> Client:
+def _make_client(
+    settings: Settings, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> Client:
     return Client(
         settings.effective_api_key,
         base_url=settings.base_url,
         timeout=(settings.connect_timeout, settings.read_timeout),
         retry=settings.retry,
         sleep=sleep,
+        clock=clock,
     )
 
 
@@ -535,9 +572,7 @@ def shutdown_all(timeout: float | None = None) -> int:
         dispatchers = list(_dispatchers.values())
     left = 0
     for dispatcher in dispatchers:
-        left += dispatcher.flush(
-            dispatcher._settings.flush_timeout if timeout is None else timeout
-        )
+        left += dispatcher.flush(dispatcher._settings.flush_timeout if timeout is None else timeout)
     return left
 
 

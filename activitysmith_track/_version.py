@@ -1,4 +1,4 @@
-"""The installed version, read once from the package metadata (the version lives in pyproject.toml)."""
+"""The installed version, read once from the package metadata (set in pyproject.toml)."""
 
 from __future__ import annotations
 
