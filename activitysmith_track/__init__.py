@@ -1,5 +1,7 @@
 """Turn any Python job into an ActivitySmith Live Activity on an iPhone lock screen.
 
+Example::
+
     from activitysmith_track import live_activity
 
     with live_activity("Nightly backup", steps=3) as la:
