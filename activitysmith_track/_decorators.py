@@ -1,7 +1,7 @@
 """``tracked_steps``: run a function, or a pipeline of step functions, as a Live Activity.
 
-Every call of a decorated function gets its own activity (no per-run state lives on the
-decorator), so the same function running in several threads at once shows several
+Every call of a decorated function gets its own activity: nothing about a run is kept on the
+decorator, so the same function running in several threads at once shows several
 activities. Built with wrapt, so names, docstrings, signatures and ``inspect`` answers are
 the wrapped function's own.
 """
@@ -9,110 +9,245 @@ the wrapped function's own.
 from __future__ import annotations
 
 import contextvars
-import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
-from typing import Any, TypeVar, cast, overload
+from types import TracebackType
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 import wrapt
 
 from activitysmith_track._activity import LiveActivity, _current, live_activity
+from activitysmith_track._config import resolve_settings
 from activitysmith_track._errors import ArgumentTypeError, ValidationError
+from activitysmith_track._model import ActivityType
 
 __all__ = ["TrackedSteps", "tracked_steps"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
 
-# The pipelines running in this context, innermost last, with their activities.
-_runs: contextvars.ContextVar[tuple[tuple[TrackedSteps, LiveActivity], ...]] = (
-    contextvars.ContextVar("activitysmith_track_runs", default=())
+# live_activity() options that are settings; at decoration they are checked without the
+# environment, so importing a module never fails because of how the process is configured.
+_SETTING_OPTIONS = ("strict", "flush_timeout", "api_key", "base_url", "show_error_message")
+
+
+class _Run:
+    """One run of a pipeline: its activity and the step function that began last."""
+
+    __slots__ = ("activity", "last_step", "pipeline")
+
+    def __init__(self, pipeline: TrackedSteps, activity: LiveActivity) -> None:
+        self.pipeline = pipeline
+        self.activity = activity
+        self.last_step: object = None
+
+
+# The pipeline runs of this context (thread or asyncio task), innermost last.
+_runs: contextvars.ContextVar[tuple[_Run, ...]] = contextvars.ContextVar(
+    "activitysmith_track_runs", default=()
 )
 
 
-def _title_from(func: Callable[..., Any]) -> str:
+def _title_from(func: object) -> str:
     name = getattr(func, "__name__", None) or "job"
     text = name.replace("_", " ").strip() or name
     return text[:1].upper() + text[1:]
 
 
-def _target(func: Any) -> Any:
+def _target(func: object) -> object:
     # classmethod and staticmethod objects hide the function that says async or generator.
     return getattr(func, "__func__", func)
 
 
-class TrackedSteps:
-    """A decorator that runs each call of a function inside ``live_activity()``.
+def _check_title(title: object) -> str | None:
+    if title is None:
+        return None
+    if not isinstance(title, str):
+        raise ArgumentTypeError("title", "a str", title)
+    if not title.strip():
+        raise ValidationError("title", "must not be empty", title)
+    return title
 
-    Also a pipeline: functions registered with :meth:`step` are the steps, and calling one
-    while a run of this pipeline is active begins that step. See :func:`tracked_steps`.
+
+class _StepDecorator(Protocol):
+    """What ``pipeline.step("a name")`` returns: a decorator that keeps the function's type."""
+
+    @overload
+    def __call__(self, func: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
+
+    @overload
+    def __call__(self, func: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+class _PipelineRun:
+    """The ``with`` block of one run: the activity's block plus the run's registration."""
+
+    def __init__(self, pipeline: TrackedSteps, activity: LiveActivity) -> None:
+        self._run = _Run(pipeline, activity)
+        self._token: contextvars.Token[tuple[_Run, ...]] | None = None
+
+    def __enter__(self) -> LiveActivity:
+        activity = self._run.activity.__enter__()
+        self._token = _runs.set((*_runs.get(), self._run))
+        return activity
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave()
+        self._run.activity.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> LiveActivity:
+        activity = await self._run.activity.__aenter__()
+        self._token = _runs.set((*_runs.get(), self._run))
+        return activity
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave()
+        await self._run.activity.__aexit__(exc_type, exc, tb)
+
+    def _leave(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _runs.reset(token)
+            except ValueError:  # left in another context than it entered: drop it by identity
+                _runs.set(tuple(r for r in _runs.get() if r is not self._run))
+
+
+class TrackedSteps:
+    """A decorator that runs each call of a function inside ``live_activity()``, and a pipeline.
+
+    Made by :func:`tracked_steps`. Functions registered with :meth:`step` are the pipeline's
+    steps: their number is the activity's ``number_of_steps`` and calling one during a run
+    begins its step. Only options live on this object; each run's state lives in the run.
     """
 
     def __init__(
         self,
-        title: str | None,
+        title: str | None = None,
         *,
-        steps: int | Sequence[str] | None,
-        options: dict[str, Any],
+        steps: int | Sequence[str] | None = None,
+        **options: Any,
     ) -> None:
-        if title is not None and not isinstance(title, str):
-            raise ArgumentTypeError("title", "a str", title)
-        self._title = title
+        self._title = _check_title(title)
         self._steps = steps
         self._options = options
         self._step_names: list[str] = []
-        # Validate the options now, at the decorator, not at the first call.
-        live_activity(title or "check", steps=steps, **options)
+        # Check steps and options now, at the decorator, rather than at the first call.
+        probe_options = dict(options)
+        if probe_options.get("settings") is None:
+            probe_options["settings"] = resolve_settings(
+                {name: options.get(name) for name in _SETTING_OPTIONS}, env={}
+            )
+        probe = live_activity(self._title or "Check", steps=steps, **probe_options)
+        # A generator function's yields are steps, so when these options would give a plain
+        # timer, its activity gets a step count that grows with each yield instead.
+        self._yields_add_steps = (
+            probe.state.type is ActivityType.TIMER
+            and "type" not in options
+            and "duration_seconds" not in options
+        )
+
+    def __repr__(self) -> str:
+        return f"<TrackedSteps {self._title!r} steps={self.step_names or self._steps!r}>"
+
+    @property
+    def title(self) -> str | None:
+        """The title given, or ``None`` when each function's name is used."""
+        return self._title
 
     @property
     def step_names(self) -> list[str]:
         """The names of the registered step functions, in registration order."""
         return list(self._step_names)
 
-    def activity(self, title: str | None = None) -> LiveActivity:
-        """A fresh activity for one run of this pipeline: ``with pipeline.activity():``."""
-        return self._activity(title or self._title or "Pipeline")
+    def activity(self, title: str | None = None) -> _PipelineRun:
+        """A block that runs this pipeline once: ``with pipeline.activity() as la: ...``.
 
-    def _activity(self, title: str) -> LiveActivity:
+        For pipelines driven by a script rather than a decorated function; works with
+        ``with`` and ``async with``. ``title`` overrides the pipeline's title for this run.
+        """
+        title = _check_title(title) or self._title
+        if title is None:
+            raise ValidationError(
+                "title", "is needed: tracked_steps('My pipeline') or activity('My pipeline')"
+            )
+        return _PipelineRun(self, self._new_activity(title, generator=False))
+
+    def _new_activity(self, title: str, *, generator: bool) -> LiveActivity:
         steps: int | Sequence[str] | None = self._steps
         if steps is None and self._step_names:
-            steps = list(self._step_names)
-        la = live_activity(title, steps=steps, **self._options)
-        la._owner = self
-        return la
+            # A count, not the names: each step function shows its own name when it begins,
+            # so the name stays right even when steps run in another order than registered.
+            steps = len(self._step_names)
+        if steps is None and generator and self._yields_add_steps:
+            steps = 1
+        return live_activity(title, steps=steps, **self._options)
 
     # -- the step functions of a pipeline ------------------------------------------------
 
     @overload
-    def step(self, func: F, /) -> F: ...
+    def step(self, func: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
 
     @overload
-    def step(self, name: str, /) -> Callable[[F], F]: ...
+    def step(self, func: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+
+    @overload
+    def step(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+
+    @overload
+    def step(self, name: str, /) -> _StepDecorator: ...
 
     def step(self, arg: Any, /) -> Any:
-        """Register a step function (``@pipeline.step`` or ``@pipeline.step("Load rows")``).
+        """Register a step function: ``@pipeline.step`` or ``@pipeline.step("Load rows")``.
 
-        Each call of the function inside a run of the pipeline begins its step; outside a
-        run, the function simply runs.
+        The name defaults to the function's name (``load_rows`` shows as "Load rows").
+        Calling the function during a run of this pipeline begins its step, named so on the
+        lock screen; calling the step that is already current again (a loop over batches)
+        does not advance. Outside a run, the function simply runs.
         """
         if isinstance(arg, str):
-            return functools.partial(self._register, name=arg)
-        if not callable(arg):
+            name = arg
+            if not name.strip():
+                raise ValidationError("step", "name must not be empty", name)
+            return cast(_StepDecorator, lambda func: self._register(func, name))
+        if not callable(arg) and not isinstance(arg, classmethod | staticmethod):
             raise ArgumentTypeError("step", "a function or a step name", arg)
-        return self._register(arg, name=None)
+        return self._register(arg, None)
 
-    def _register(self, func: F, *, name: str | None) -> F:
+    def _register(self, func: Any, name: str | None) -> Any:
+        if not callable(func) and not isinstance(func, classmethod | staticmethod):
+            raise ArgumentTypeError("step", "a function", func)
         step_name = name or _title_from(_target(func))
         self._step_names.append(step_name)
         pipeline = self
+        marker = object()  # this step, to tell a repeated call from the next step
 
         def begin() -> None:
-            for owner, la in reversed(_runs.get()):
-                if owner is pipeline:
-                    la.step(step_name)
+            for run in reversed(_runs.get()):
+                if run.pipeline is pipeline:
+                    activity = run.activity
+                    # Tracking must never break the job: once the activity ended (the
+                    # function called end() itself), steps are no longer shown.
+                    if run.last_step is not marker and not activity.ended:
+                        run.last_step = marker
+                        activity.step(step_name)
                     return
 
-        target = _target(func)
-        if inspect.iscoroutinefunction(target):
+        if inspect.iscoroutinefunction(_target(func)):
 
             @wrapt.decorator
             async def async_step(
@@ -121,7 +256,7 @@ class TrackedSteps:
                 begin()
                 return await wrapped(*args, **kwargs)
 
-            return cast(F, async_step(func))
+            return async_step(func)
 
         @wrapt.decorator
         def sync_step(
@@ -130,15 +265,26 @@ class TrackedSteps:
             begin()
             return wrapped(*args, **kwargs)
 
-        return cast(F, sync_step(func))
+        return sync_step(func)
 
     # -- decorating a function -----------------------------------------------------------
 
-    def __call__(self, func: F) -> F:
+    @overload
+    def __call__(self, func: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
+
+    @overload
+    def __call__(self, func: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+
+    def __call__(self, func: Any, /) -> Any:
+        """Decorate ``func``: each call runs inside its own activity."""
         if not callable(func) and not isinstance(func, classmethod | staticmethod):
             raise ArgumentTypeError("func", "a function", func)
-        title = self._title or _title_from(_target(func))
         target = _target(func)
+        title = self._title or _title_from(target)
+        # wrapt's documented way for async code: choose an async wrapper at decoration time.
         if inspect.isasyncgenfunction(target):
             wrapper = self._async_generator_wrapper(title)
         elif inspect.iscoroutinefunction(target):
@@ -147,22 +293,14 @@ class TrackedSteps:
             wrapper = self._generator_wrapper(title)
         else:
             wrapper = self._sync_wrapper(title)
-        return cast(F, wrapt.decorator(wrapper)(func))
-
-    def _enter_run(self, la: LiveActivity) -> contextvars.Token[Any]:
-        return _runs.set((*_runs.get(), (self, la)))
+        return wrapt.decorator(wrapper)(func)
 
     def _sync_wrapper(self, title: str) -> Callable[..., Any]:
         def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            la = self._activity(title)
-            with la:
-                token = self._enter_run(la)
-                try:
-                    return wrapped(*args, **kwargs)
-                finally:
-                    _runs.reset(token)
+            with _PipelineRun(self, self._new_activity(title, generator=False)):
+                return wrapped(*args, **kwargs)
 
         return wrapper
 
@@ -170,25 +308,17 @@ class TrackedSteps:
         async def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            la = self._activity(title)
-            async with la:
-                token = self._enter_run(la)
-                try:
-                    return await wrapped(*args, **kwargs)
-                finally:
-                    _runs.reset(token)
+            async with _PipelineRun(self, self._new_activity(title, generator=False)):
+                return await wrapped(*args, **kwargs)
 
         return wrapper
 
     def _generator_wrapper(self, title: str) -> Callable[..., Any]:
-        # Each yield completes a step: a step begins whenever the generator resumes work,
-        # and the activity and current_activity() are only set while the generator runs.
         def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Generator[Any, Any, Any]:
-            la = self._activity(title)
-            gen = wrapped(*args, **kwargs)
-            return _drive_generator(la, gen, self)
+            activity = self._new_activity(title, generator=True)
+            return _drive_generator(_Run(self, activity), wrapped(*args, **kwargs))
 
         return wrapper
 
@@ -196,121 +326,173 @@ class TrackedSteps:
         def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> AsyncGenerator[Any, Any]:
-            la = self._activity(title)
-            agen = wrapped(*args, **kwargs)
-            return _drive_async_generator(la, agen, self)
+            activity = self._new_activity(title, generator=True)
+            return _drive_async_generator(_Run(self, activity), wrapped(*args, **kwargs))
 
         return wrapper
 
 
-def _planned_steps(la: LiveActivity) -> int:
-    return int(la._state.fields.get("number_of_steps") or 0)
+# -- generator functions: each yield completes a step ----------------------------------------
+#
+# The activity starts when the generator first runs, not when it is created. It is the
+# current activity (and its pipeline run is active) only while the generator's own code runs,
+# never in the consumer's code between yields. Closing the generator early ends the activity
+# as cancelled; an exception thrown in is passed on to the generator.
 
 
-def _drive_generator(
-    la: LiveActivity, gen: Generator[Any, Any, Any], owner: TrackedSteps
-) -> Generator[Any, Any, Any]:
-    la.start()
+def _reach_step(activity: LiveActivity, step: int, *, grow: bool) -> None:
+    """Advance to ``step`` unless already there; past the planned count only when ``grow``."""
+    if activity.ended:  # the generator ended it itself; leave it as it is
+        return
+    state = activity.state
+    if state.type is not ActivityType.SEGMENTED_PROGRESS:
+        return
+    current = state.current_step or 0
+    planned = state.number_of_steps or 0
+    if not grow and step > planned:
+        return
+    for _ in range(step - current):
+        activity.step()
+
+
+def _drive_generator(run: _Run, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    activity = run.activity
+    activity.start()
     yielded = 0
-    value: Any = None
-    error: BaseException | None = None
+    sent: Any = None
+    thrown: BaseException | None = None
     try:
         while True:
-            if yielded < max(_planned_steps(la), 1):
-                la.step()
-            token = _current.set(la)
-            run_token = owner._enter_run(la)
+            _reach_step(activity, yielded + 1, grow=False)  # begin the next step
+            token = _current.set(activity)
+            run_token = _runs.set((*_runs.get(), run))
             try:
-                item = gen.send(value) if error is None else gen.throw(error)
+                item = gen.send(sent) if thrown is None else gen.throw(thrown)
             except StopIteration as stop:
-                la._finish_from(None)
-                return stop.value
+                result = stop.value
+                break
             finally:
                 _runs.reset(run_token)
                 _current.reset(token)
             yielded += 1
-            if yielded > _planned_steps(la):
-                la.set_steps(yielded)
-            error = None
+            _reach_step(activity, yielded, grow=True)  # more yields than planned grow the count
+            sent, thrown = None, None
             try:
-                value = yield item
+                sent = yield item
             except GeneratorExit:
                 gen.close()
                 raise
             except BaseException as exc:  # thrown in by the consumer: pass it on
-                error = exc
+                thrown = exc
     except BaseException as exc:
-        la._finish_from(exc)
+        activity._finish_from(exc)
         raise
+    activity._finish_from(None)
+    return result
 
 
 async def _drive_async_generator(
-    la: LiveActivity, agen: AsyncGenerator[Any, Any], owner: TrackedSteps
+    run: _Run, agen: AsyncGenerator[Any, Any]
 ) -> AsyncGenerator[Any, Any]:
-    la.start()
+    activity = run.activity
+    activity.start()
     yielded = 0
-    value: Any = None
-    error: BaseException | None = None
+    sent: Any = None
+    thrown: BaseException | None = None
     try:
         while True:
-            if yielded < max(_planned_steps(la), 1):
-                la.step()
-            token = _current.set(la)
-            run_token = owner._enter_run(la)
+            _reach_step(activity, yielded + 1, grow=False)
+            token = _current.set(activity)
+            run_token = _runs.set((*_runs.get(), run))
             try:
-                item = await (agen.asend(value) if error is None else agen.athrow(error))
+                if thrown is None:
+                    item = await agen.asend(sent)
+                else:
+                    item = await agen.athrow(thrown)
             except StopAsyncIteration:
-                await la._afinish_from(None)
-                return
+                break
             finally:
                 _runs.reset(run_token)
                 _current.reset(token)
             yielded += 1
-            if yielded > _planned_steps(la):
-                la.set_steps(yielded)
-            error = None
+            _reach_step(activity, yielded, grow=True)
+            sent, thrown = None, None
             try:
-                value = yield item
+                sent = yield item
             except GeneratorExit:
                 await agen.aclose()
                 raise
             except BaseException as exc:
-                error = exc
+                thrown = exc
     except BaseException as exc:
-        await la._afinish_from(exc)
+        await activity._afinish_from(exc)
         raise
+    await activity._afinish_from(None)
+
+
+# -- the public entry point ----------------------------------------------------------------
 
 
 @overload
-def tracked_steps(title: F, /) -> F: ...
+def tracked_steps(title: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
+
+
+@overload
+def tracked_steps(title: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+
+
+@overload
+def tracked_steps(title: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
 def tracked_steps(
-    title: str | None = None, /, *, steps: int | Sequence[str] | None = None, **options: Any
+    title: str | None = None, *, steps: int | Sequence[str] | None = None, **options: Any
 ) -> TrackedSteps: ...
 
 
 def tracked_steps(
-    title: Any = None, /, *, steps: int | Sequence[str] | None = None, **options: Any
+    title: Any = None, *, steps: int | Sequence[str] | None = None, **options: Any
 ) -> Any:
-    """Run each call of the decorated function as a Live Activity.
+    """Run each call of the decorated function as its own Live Activity.
 
-    ``@tracked_steps("Nightly ETL", steps=["extract", "transform", "load"])``; without a
-    title the function's name is used. ``options`` are those of ``live_activity()``. Inside,
-    ``current_activity()`` returns the call's activity. Generator functions complete a step
-    at each ``yield``. As a pipeline::
+    ``title`` defaults to the function's name (``nightly_etl`` shows as "Nightly etl");
+    ``steps`` is a count or a list of step names, as for ``live_activity()``, and so are the
+    other ``options``. Inside, ``current_activity()`` returns the call's activity::
+
+        @tracked_steps("Nightly ETL", steps=["extract", "transform", "load"])
+        def nightly_etl():
+            la = current_activity()
+            la.step()  # begins "extract"
+            ...
+
+    Works on functions, methods, classmethods, staticmethods and async functions; in
+    generator functions (sync or async) each ``yield`` completes a step. Without ``steps``,
+    the activity is a timer (a generator's step count grows with each yield instead).
+
+    Without a function, the result is also a pipeline whose steps are functions::
 
         pipeline = tracked_steps("Nightly ETL")
 
         @pipeline.step
         def extract(): ...
 
-        @pipeline              # one activity per call; each step function begins its step
-        def main(): ...
+        @pipeline.step("Load rows")
+        def load(rows): ...
+
+        @pipeline  # or: with pipeline.activity(): ...
+        def nightly_etl():
+            load(extract())
+
+    Return values and exceptions pass through unchanged; the activity ends in the success,
+    failure (naming the step and the exception type) or cancelled look.
     """
-    if callable(title) and not isinstance(title, str):
-        return TrackedSteps(None, steps=steps, options=options)(title)
-    if "title" in options:
-        raise ValidationError("title", "is given positionally: tracked_steps('My job', ...)")
-    return TrackedSteps(title, steps=steps, options=options)
+    if callable(title) or isinstance(title, classmethod | staticmethod):
+        if steps is not None or options:
+            raise ArgumentTypeError(
+                "title",
+                "a str: pass the function to the decorator tracked_steps(...) returns",
+                title,
+            )
+        return TrackedSteps()(title)
+    return TrackedSteps(title, steps=steps, **options)
