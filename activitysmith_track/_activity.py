@@ -188,6 +188,7 @@ class _State:
         self.ended = False
         self.outcome: Outcome | None = None
         self.pid = os.getpid()
+        self.hand_on = False
 
     @property
     def kind(self) -> ActivityType:
@@ -209,9 +210,10 @@ class _State:
 
     def snapshot(self) -> Payload:
         with self.lock:
-            fields = self.content()
-            extras = dict(self.extras)
-        return Payload(content_state=ContentState(**fields), **extras)
+            return self.snapshot_locked()
+
+    def snapshot_locked(self) -> Payload:
+        return Payload(content_state=ContentState(**self.content()), **self.extras)
 
     def where(self) -> str:
         fields = self.fields
@@ -296,8 +298,9 @@ def _abandon(state: _State, channel: Channel) -> None:
             return
         state.ended = True
         state.outcome = Outcome.ABANDONED
-        payload = state.final(Outcome.ABANDONED)
-    channel.close(payload)
+        # A pipeline step's process that exits normally hands the stream on, as on success.
+        payload = state.snapshot_locked() if state.hand_on else state.final(Outcome.ABANDONED)
+    channel.close(payload, keep_open=state.hand_on)
 
 
 def _at_exit() -> None:
@@ -451,7 +454,11 @@ class LiveActivity:
                         else f"Live Activity {self._title!r} already ended"
                     )
                 return False
-            payload = state.final(outcome, exc=exc, message=message, overrides=overrides)
+            hand_on = state.hand_on and outcome is Outcome.SUCCESS and not overrides
+            if hand_on:
+                payload = state.snapshot_locked()
+            else:
+                payload = state.final(outcome, exc=exc, message=message, overrides=overrides)
             state.ended = True
             state.outcome = outcome
         if self._finalizer is not None:
@@ -460,7 +467,7 @@ class LiveActivity:
                 _finalizers.discard(self._finalizer)
         channel = self._channel
         if channel is not None and state.pid == os.getpid():
-            channel.close(payload)
+            channel.close(payload, keep_open=hand_on)
         return True
 
     def end(self, **fields: Any) -> None:
@@ -818,6 +825,7 @@ def live_activity(
     auto_dismiss_minutes: int | None = None,
     auto_dismiss_seconds: int | None = None,
     stream_key: str | None = None,
+    step: int | str | None = None,
     on_success: EndLook | None = None,
     on_failure: EndLook | None = None,
     on_cancel: EndLook | None = None,
@@ -869,6 +877,7 @@ def live_activity(
             raise ValidationError("total", f"must be greater than 0, got {total!r}", total)
     if stream_key is not None:
         stream_key = validate_stream_key(stream_key)
+    current_step = _pipeline_step(step, stream_key, number_of_steps, step_names)
 
     if type is None:
         if number_of_steps is not None:
@@ -912,7 +921,9 @@ def live_activity(
     }
     if kind is ActivityType.SEGMENTED_PROGRESS:
         content["number_of_steps"] = number_of_steps or 1
-        content["current_step"] = 0
+        content["current_step"] = current_step
+        if current_step and step_names:
+            content["subtitle"] = step_names[current_step - 1]
     if kind is ActivityType.PROGRESS and total is None and "value" not in fields:
         content["percentage"] = 0  # set it later with la.percentage() or la.progress()
     if kind is ActivityType.TIMER and "duration_seconds" not in fields:
@@ -959,9 +970,37 @@ def live_activity(
         settings=resolved,
         looks=looks,
     )
+    # A pipeline step that is not the last hands the stream on instead of ending it.
+    state.hand_on = bool(current_step) and current_step < (number_of_steps or 0)
     # Build the first state now so a bad argument fails here, at the call that made it.
     state.snapshot()
     return LiveActivity(state, settings=resolved, stream_key=stream_key, title=title)
+
+
+def _pipeline_step(
+    step: int | str | None,
+    stream_key: str | None,
+    number_of_steps: int | None,
+    step_names: list[str] | None,
+) -> int:
+    """The step this process runs of a pipeline spread over processes (0: not a step)."""
+    if step is None:
+        return 0
+    if stream_key is None:
+        raise ValidationError(
+            "step", "needs stream_key=: only a stream can be shared by the processes of a pipeline"
+        )
+    if number_of_steps is None:
+        raise ValidationError("step", "needs steps= (the pipeline's step count or names)")
+    if isinstance(step, str):
+        if not step_names or step not in step_names:
+            raise ValidationError("step", f"{step!r} is not one of the steps {step_names}", step)
+        return step_names.index(step) + 1
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise ArgumentTypeError("step", "a step number or name", step)
+    if not 1 <= step <= number_of_steps:
+        raise ValidationError("step", f"must be between 1 and {number_of_steps}, got {step}", step)
+    return step
 
 
 def current_activity() -> LiveActivity | None:

@@ -38,6 +38,10 @@ __all__ = ["Channel", "Dispatcher", "Source", "TokenBucket", "get_dispatcher", "
 logger = logging.getLogger("activitysmith_track")
 
 
+# The ``operation`` values the contract lists; others are logged once, never fatal.
+_KNOWN_OPERATIONS = frozenset({"started", "updated", "rotated", "noop", "paused", "ended"})
+
+
 class Source(Protocol):
     """Where the worker reads an activity's newest state when it is ready to send it."""
 
@@ -102,6 +106,7 @@ class Channel:
         "end_payload",
         "errors",
         "flush_timeout",
+        "keep_open",
         "label",
         "last_operation",
         "last_sent",
@@ -136,6 +141,7 @@ class Channel:
         self.dirty = False
         self.dirty_since = 0.0
         self.end_payload: Payload | None = None
+        self.keep_open = False  # a pipeline step hands the stream on instead of ending it
         self.done = False
         self.done_event = threading.Event()
         self.busy = False  # a request of this channel is on the wire
@@ -151,9 +157,13 @@ class Channel:
             self.dirty = True
             self._dispatcher._changed(self)
 
-    def close(self, payload: Payload) -> None:
-        """Ask for the activity to end with this final state (once; later calls do nothing)."""
-        self._dispatcher._close(self, payload)
+    def close(self, payload: Payload, *, keep_open: bool = False) -> None:
+        """Ask for the activity to end with this final state (once; later calls do nothing).
+
+        With ``keep_open`` (stream mode only) the final state is sent as a PUT and the stream
+        stays live for the next process of a pipeline.
+        """
+        self._dispatcher._close(self, payload, keep_open=keep_open)
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything recorded so far was sent (the end too, once asked for).
@@ -217,10 +227,11 @@ class Dispatcher:
             channel.dirty_since = self._clock()
             self._cond.notify_all()
 
-    def _close(self, channel: Channel, payload: Payload) -> None:
+    def _close(self, channel: Channel, payload: Payload, *, keep_open: bool) -> None:
         with self._cond:
             if channel.end_payload is None and not channel.done:
                 channel.end_payload = payload
+                channel.keep_open = keep_open and channel.stream_key is not None
             self._cond.notify_all()
         self._ensure_worker()
 
@@ -428,7 +439,9 @@ class Dispatcher:
         assert payload is not None
         client = self._client_for_worker()
         try:
-            if channel.stream_key is not None:
+            if channel.stream_key is not None and channel.keep_open:
+                result = client.put_stream(channel.stream_key, payload, deadline=self._deadline())
+            elif channel.stream_key is not None:
                 if not channel.started:
                     # The stream never got its first PUT through: send the final state as a
                     # PUT first, so the DELETE has an activity to end.
@@ -456,6 +469,13 @@ class Dispatcher:
             channel.activity_id = result.activity_id
         if result.operation:
             channel.last_operation = result.operation
+            if result.operation not in _KNOWN_OPERATIONS and "operation" not in channel.logged:
+                channel.logged.add("operation")
+                logger.warning(
+                    "ActivitySmith answered with an unknown operation %r for %r; carrying on",
+                    result.operation,
+                    channel.label,
+                )
         if result.warning and "warning" not in channel.logged:
             channel.logged.add("warning")
             logger.warning("ActivitySmith warns about %r: %s", channel.label, result.warning)
