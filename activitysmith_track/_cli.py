@@ -1,0 +1,718 @@
+"""The ``activitysmith-track`` command: put any command or shell script under a Live Activity.
+
+::
+
+    activitysmith-track run [--title T] [--steps N | --step NAME ...] [options] -- CMD ARGS...
+    activitysmith-track start --title T [state options]          # prints the activity id
+    activitysmith-track update (ACTIVITY_ID | --stream-key KEY) --title T [state options]
+    activitysmith-track end (ACTIVITY_ID | --stream-key KEY) [--title T] [state options]
+    activitysmith-track emulator [--port P]
+    python -m activitysmith_track script.py ARGS...               # a Python script, in-process
+
+Exit codes: ``run`` exits with the command's own code (128 + N when signal N killed it);
+bad input exits 2 before anything starts; an API error in a one-shot command exits 1.
+The API key is read from ``ACTIVITYSMITH_API_KEY`` only: a key on the command line would be
+visible to every user of the machine in ``ps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+from activitysmith_track._activity import LiveActivity, live_activity
+from activitysmith_track._client import Client, Result
+from activitysmith_track._config import Settings, resolve_settings
+from activitysmith_track._errors import (
+    ActivitySmithTrackError,
+    ConfigurationError,
+    ValidationError,
+)
+from activitysmith_track._markers import DEFAULT_PATTERN, MarkerHandler, MarkerParser
+from activitysmith_track._markers import compile_pattern as _compile_pattern
+from activitysmith_track._model import (
+    ActivityType,
+    Badge,
+    Color,
+    ContentState,
+    Icon,
+    Metric,
+    Payload,
+    validate_stream_key,
+)
+from activitysmith_track._runner import RunOutcome, run_child, signal_name
+from activitysmith_track._version import __version__
+
+__all__ = ["main"]
+
+logger = logging.getLogger("activitysmith_track")
+
+PROG = "activitysmith-track"
+EXIT_USAGE = 2
+EXIT_API_ERROR = 1
+# What shells answer for a command that cannot be run: not found, or found but not executable.
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+_SUBCOMMANDS = ("run", "start", "update", "end", "emulator")
+_INTERPRETER = re.compile(
+    r"(python|pypy|bash|sh|zsh|dash|ksh|fish|node|deno|bun|ruby|perl|php|Rscript)"
+    r"[0-9.]*(\.exe)?",
+)
+_KEY_HELP = (
+    "The API key is read from $ACTIVITYSMITH_API_KEY only (never an option: ps shows those)."
+)
+
+
+class UsageFailure(Exception):
+    """Bad input found after parsing; reported as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- argument types ----------------------------------------------------------------------------
+
+
+def _int_at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    # Keep whole numbers whole, so "--percentage 5" is sent as 5, not 5.0.
+    return int(value) if re.fullmatch(r"\+?\d+", text.strip()) else value
+
+
+def _positive(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    return value
+
+
+def _readout(text: str) -> float | str:
+    """A number when it reads as one (``42``, ``3.5``), else the text (``"$1,240"``)."""
+    with contextlib.suppress(ValueError):
+        value = float(text)
+        if math.isfinite(value):
+            return int(value) if value.is_integer() and re.fullmatch(r"[+-]?\d+", text) else value
+    return text
+
+
+def _metric(text: str) -> tuple[str, float | str]:
+    label, sep, value = text.partition("=")
+    if not sep or not label.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} must look like label=value")
+    return label.strip(), _readout(value.strip())
+
+
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return _compile_pattern(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _stream_key(text: str) -> str:
+    try:
+        return validate_stream_key(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_COLORS = [c.value for c in Color]
+_TYPES = [t.value for t in ActivityType]
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _add_connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="API root (default: $ACTIVITYSMITH_BASE_URL, else https://activitysmith.com/api); "
+        "a local emulator's URL needs no key",
+    )
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run a command under a Live Activity",
+        description="Run CMD under a Live Activity. Its output passes through unchanged, its "
+        "exit code is ours (128+N when signal N killed it), SIGINT and SIGTERM are forwarded "
+        "to it and end the activity as cancelled, and a non-zero exit ends it as failed with "
+        "the exit code and the last line of stderr. Lines like '::step:: upload', "
+        "'::progress:: 40/100', '::progress:: 40%%' and '::metric:: rows=1200' move the "
+        "activity along. PYTHONUNBUFFERED=1 is set for the command so Python output is not "
+        f"held back in a pipe. {_KEY_HELP}",
+        epilog="example: activitysmith-track run --steps 3 -- ./backup.sh",
+    )
+    run.add_argument("--title", help="the activity's title (default: the command's name)")
+    run.add_argument("--subtitle", help="text under the title until the first step")
+    kind = run.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--steps",
+        type=_int_at_least(1),
+        metavar="N",
+        help="show N steps; each ::step:: marker begins the next one",
+    )
+    kind.add_argument(
+        "--step",
+        action="append",
+        metavar="NAME",
+        help="name the next step (repeat for each step, in order); implies --steps",
+    )
+    kind.add_argument(
+        "--total",
+        type=_positive,
+        metavar="N",
+        help="show a progress bar out of N; '::progress:: 40' means 40 of N",
+    )
+    kind.add_argument(
+        "--progress",
+        action="store_true",
+        help="show a progress bar driven by '::progress:: 40%%' or '::progress:: 40/100'",
+    )
+    run.add_argument("--color", choices=_COLORS, help="accent colour while running")
+    run.add_argument("--icon", metavar="SYMBOL", help="SF Symbol name shown with the title")
+    run.add_argument(
+        "--stream-key",
+        type=_stream_key,
+        metavar="KEY",
+        help="drive the stream KEY (PUT/DELETE) instead of a new activity per run",
+    )
+    run.add_argument(
+        "--channel",
+        action="append",
+        metavar="SLUG",
+        help="send to this channel only (repeatable)",
+    )
+    run.add_argument("--tag", action="append", metavar="TAG", help="tag the activity (repeatable)")
+    run.add_argument(
+        "--hide-markers",
+        action="store_true",
+        help="do not show marker lines (output then passes line by line, not byte by byte)",
+    )
+    run.add_argument(
+        "--marker-regex",
+        type=_regex,
+        default=None,
+        metavar="REGEX",
+        help="marker syntax: a regex searched in each line, with a group 'kind' "
+        "(step|progress|metric) and an optional group 'value' "
+        f"(default: {DEFAULT_PATTERN.replace('%', '%%')})",
+    )
+    run.add_argument(
+        "--no-markers", action="store_true", help="ignore markers; only time the command"
+    )
+    run.add_argument(
+        "--debounce",
+        type=_number,
+        metavar="SECONDS",
+        help="wait this long after a change before sending it, so bursts of markers "
+        "go out as one update (default 1)",
+    )
+    run.add_argument(
+        "--flush-timeout",
+        type=_number,
+        metavar="SECONDS",
+        help="after the command ends, wait at most this long for the final state to be "
+        "delivered (default: $ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT, else 10)",
+    )
+    _add_connection(run)
+    run.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD ARGS",
+        help="the command to run, after --",
+    )
+
+
+def _add_state(parser: argparse.ArgumentParser, *, op: str) -> None:
+    group = parser.add_argument_group("content state")
+    group.add_argument("--title", help="the activity's title (the API wants it on every call)")
+    group.add_argument("--subtitle", help="text under the title")
+    group.add_argument(
+        "--type",
+        choices=_TYPES,
+        help="activity type (start: inferred from the fields given, else a count-up timer)",
+    )
+    group.add_argument(
+        "--steps", type=_int_at_least(1), metavar="N", help="number_of_steps (segmented)"
+    )
+    group.add_argument(
+        "--current-step", type=_int_at_least(0), metavar="N", help="current_step (segmented)"
+    )
+    group.add_argument("--percentage", type=_number, metavar="P", help="percentage, 0 to 100")
+    group.add_argument(
+        "--value", type=_readout, metavar="V", help="value: a number, or text for --type value"
+    )
+    group.add_argument(
+        "--upper-limit", type=_positive, metavar="N", help="upper_limit (progress with --value)"
+    )
+    group.add_argument(
+        "--duration-seconds",
+        type=_positive,
+        metavar="S",
+        help="timer: count down S seconds (without it a timer counts up)",
+    )
+    group.add_argument("--message", help="message (alert activities)")
+    group.add_argument("--color", choices=_COLORS, help="accent colour")
+    group.add_argument("--step-color", choices=_COLORS, help="colour of the steps (segmented)")
+    group.add_argument("--icon", metavar="SYMBOL", help="SF Symbol name shown with the title")
+    group.add_argument("--badge", metavar="TEXT", help="badge text")
+    group.add_argument(
+        "--metric",
+        type=_metric,
+        action="append",
+        metavar="LABEL=VALUE",
+        help="a metric tile (repeatable, up to 8)",
+    )
+    if op == "end":
+        group.add_argument(
+            "--auto-dismiss-minutes",
+            type=_int_at_least(0),
+            metavar="N",
+            help="remove the ended activity after N minutes (0: at once)",
+        )
+    group.add_argument("--tag", action="append", metavar="TAG", help="a tag (repeatable)")
+    if op == "start":
+        group.add_argument(
+            "--channel",
+            action="append",
+            metavar="SLUG",
+            help="send to this channel only (repeatable)",
+        )
+
+
+def _add_one_shot(sub: Any, op: str, summary: str, description: str) -> None:
+    parser = sub.add_parser(op, help=summary, description=f"{description} {_KEY_HELP}")
+    if op != "start":
+        parser.add_argument(
+            "activity_id",
+            nargs="?",
+            metavar="ACTIVITY_ID",
+            help="the id 'start' printed (or use --stream-key)",
+        )
+    parser.add_argument(
+        "--stream-key",
+        type=_stream_key,
+        metavar="KEY",
+        help={
+            "start": "start (or update) the stream KEY with a PUT instead",
+            "update": "update the stream KEY (PUT) instead of an activity id",
+            "end": "end the stream KEY (DELETE); without state options the server keeps "
+            "the last state",
+        }[op],
+    )
+    _add_state(parser, op=op)
+    parser.add_argument(
+        "--json", action="store_true", help="print the server's whole answer as JSON"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up after this long, retries included (default 30)",
+    )
+    _add_connection(parser)
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The full argument parser (exposed for documentation and tests)."""
+    parser = _Parser(
+        prog=prog,
+        description="Show a command, script or cron job as an ActivitySmith Live Activity. "
+        f"'python -m activitysmith_track script.py ARGS' runs a Python script in-process. "
+        f"{_KEY_HELP}",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+    _add_run(sub)
+    _add_one_shot(
+        sub,
+        "start",
+        "start an activity and print its id",
+        "Start a Live Activity and print its id on stdout (for update and end).",
+    )
+    _add_one_shot(
+        sub,
+        "update",
+        "update a started activity",
+        "Update a Live Activity started with 'start' (or a stream).",
+    )
+    _add_one_shot(
+        sub,
+        "end",
+        "end a started activity",
+        "End a Live Activity started with 'start' (or a stream) with its final state.",
+    )
+    sub.add_parser(
+        "emulator",
+        help="serve a local ActivitySmith API for trying things out (see 'emulator --help')",
+        add_help=False,
+    )
+    return parser
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _cli_logging() -> Iterator[None]:
+    """Show the library's warnings on stderr, prefixed, while the command runs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def _settings(options: dict[str, Any]) -> Settings:
+    """Settings from the environment and options, refusing to go on without a key."""
+    settings = resolve_settings({k: v for k, v in options.items() if v is not None})
+    if settings.effective_api_key is None and not settings.disabled:
+        raise UsageFailure(
+            "no API key: set ACTIVITYSMITH_API_KEY (or ACTIVITYSMITH_BASE_URL to a local "
+            "emulator, or ACTIVITYSMITH_TRACK_DISABLED=1 to run without tracking)"
+        )
+    return settings
+
+
+def default_title(command: Sequence[str]) -> str:
+    """The command's name; for ``python etl.py``, ``bash job.sh`` and the like, the script's."""
+    name = os.path.basename(command[0]) or command[0]
+    if _INTERPRETER.fullmatch(name):
+        rest = list(command[1:])
+        if len(rest) >= 2 and rest[0] == "-m":
+            return rest[1]
+        if rest and not rest[0].startswith("-"):
+            return os.path.basename(rest[0]) or rest[0]
+    return name
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Split ``run ... -- CMD`` at the first ``--`` (argparse's handling of it varies)."""
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, None
+
+
+def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
+    if not command:
+        return _fail(prog, "no command given: put it after --, e.g. run -- ./backup.sh")
+    try:
+        settings = _settings(
+            {
+                "base_url": args.base_url,
+                "debounce": args.debounce,
+                "flush_timeout": args.flush_timeout,
+                "strict": False,  # tracking problems never change the command's outcome
+            }
+        )
+        activity = live_activity(
+            args.title or default_title(command),
+            steps=args.steps if args.steps is not None else args.step,
+            total=args.total,
+            type=ActivityType.PROGRESS if args.progress else None,
+            subtitle=args.subtitle,
+            color=args.color,
+            icon=args.icon,
+            channels=args.channel,
+            tags=args.tag,
+            stream_key=args.stream_key,
+            settings=settings,
+        )
+    except (UsageFailure, ConfigurationError, ValidationError) as exc:
+        return _fail(prog, str(exc))
+
+    handler = MarkerHandler(activity, step_names=args.step, subtitle=args.subtitle)
+    parser = None if args.no_markers else MarkerParser(args.marker_regex or DEFAULT_PATTERN)
+    started: list[bool] = []
+
+    def start() -> None:
+        activity.start()
+        started.append(True)
+
+    try:
+        outcome = run_child(
+            command,
+            parser=parser,
+            on_marker=handler.handle,
+            on_started=start,
+            hide_markers=args.hide_markers,
+        )
+    except FileNotFoundError:
+        print(f"{prog}: command not found: {command[0]}", file=sys.stderr, flush=True)
+        return EXIT_NOT_FOUND
+    except OSError as exc:
+        print(f"{prog}: cannot run {command[0]}: {exc.strerror}", file=sys.stderr, flush=True)
+        return EXIT_NOT_EXECUTABLE
+    if started:
+        _finish(activity, outcome, settings)
+    return outcome.exit_code
+
+
+def _finish(activity: LiveActivity, outcome: RunOutcome, settings: Settings) -> None:
+    """End the activity as the command ended and wait (bounded) for delivery."""
+    try:
+        if outcome.cancelled_by is not None:
+            activity.cancel(f"{signal_name(outcome.cancelled_by)} received")
+        elif outcome.exit_code == 0:
+            activity.end()
+        else:
+            reason = outcome.description
+            if outcome.last_stderr_line:
+                reason = f"{reason}: {outcome.last_stderr_line}"
+            activity.fail(reason)
+    except ActivitySmithTrackError as exc:
+        logger.warning("could not end the Live Activity: %s", exc)
+        return
+    if settings.disabled:
+        return
+    if not activity.flush(settings.flush_timeout):
+        logger.warning(
+            "the end of Live Activity %r was not confirmed within %gs",
+            activity.title,
+            settings.flush_timeout,
+        )
+
+
+# -- start / update / end ----------------------------------------------------------------------
+
+
+def _infer_type(fields: dict[str, Any]) -> ActivityType:
+    if "number_of_steps" in fields or "current_step" in fields:
+        return ActivityType.SEGMENTED_PROGRESS
+    if "percentage" in fields or "upper_limit" in fields:
+        return ActivityType.PROGRESS
+    if "metrics" in fields:
+        return ActivityType.METRICS
+    if "message" in fields:
+        return ActivityType.ALERT
+    if "value" in fields:
+        return ActivityType.VALUE
+    return ActivityType.TIMER
+
+
+def _state_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "title": args.title,
+        "subtitle": args.subtitle,
+        "type": None if args.type is None else ActivityType(args.type),
+        "number_of_steps": args.steps,
+        "current_step": args.current_step,
+        "percentage": args.percentage,
+        "value": args.value,
+        "upper_limit": args.upper_limit,
+        "duration_seconds": args.duration_seconds,
+        "message": args.message,
+        "color": args.color,
+        "step_color": args.step_color,
+        "icon": None if args.icon is None else Icon(symbol=args.icon),
+        "badge": None if args.badge is None else Badge(title=args.badge),
+        "metrics": None
+        if args.metric is None
+        else tuple(Metric(label=label, value=value) for label, value in args.metric),
+        "auto_dismiss_minutes": getattr(args, "auto_dismiss_minutes", None),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _payload(args: argparse.Namespace, *, starts: bool) -> Payload | None:
+    """The request's payload; ``starts`` when it may start an activity (start, stream PUT)."""
+    fields = _state_fields(args)
+    tags = args.tag
+    if args.subcommand == "end" and args.stream_key and not fields and not tags:
+        return None  # DELETE without a body: the server ends the stream as it last was
+    if "title" not in fields:
+        raise UsageFailure("--title is required (the API wants the title on every call)")
+    if starts:
+        kind = fields.setdefault("type", _infer_type(fields))
+        if kind is ActivityType.SEGMENTED_PROGRESS:
+            fields.setdefault("current_step", 0)
+        elif kind is ActivityType.TIMER:
+            fields.setdefault("counts_down", "duration_seconds" in fields)
+    return Payload(
+        content_state=ContentState(**fields),
+        tags=tags,
+        channels=getattr(args, "channel", None),
+    )
+
+
+def _one_shot(args: argparse.Namespace, prog: str) -> int:
+    op: str = args.subcommand
+    activity_id: str | None = getattr(args, "activity_id", None)
+    stream_key: str | None = args.stream_key
+    if op != "start" and (activity_id is None) == (stream_key is None):
+        return _fail(prog, "give either ACTIVITY_ID or --stream-key (one of them)")
+    try:
+        settings = _settings({"base_url": args.base_url})
+        if settings.disabled:
+            return 0
+        starts = op == "start" or (op == "update" and stream_key is not None)
+        payload = _payload(args, starts=starts)
+        # Build the request body now, so input the API would refuse is bad input (exit 2).
+        if payload is not None:
+            payload.body(_operation(op, stream_key))
+    except (UsageFailure, ConfigurationError, ValidationError) as exc:
+        return _fail(prog, str(exc))
+    deadline = time.monotonic() + args.timeout
+    try:
+        with Client(
+            settings.effective_api_key,
+            base_url=settings.base_url,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            retry=settings.retry,
+        ) as client:
+            result = _send(
+                client,
+                op,
+                activity_id=activity_id,
+                stream_key=stream_key,
+                payload=payload,
+                deadline=deadline,
+            )
+    except ValidationError as exc:
+        return _fail(prog, str(exc))
+    except ActivitySmithTrackError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_API_ERROR
+    if args.json:
+        print(json.dumps(result.raw, sort_keys=True))
+    elif op == "start" and result.activity_id:
+        print(result.activity_id)
+    sys.stdout.flush()
+    return 0
+
+
+def _operation(op: str, stream_key: str | None) -> str:
+    if stream_key is not None:
+        return "stream_delete" if op == "end" else "stream_put"
+    return op
+
+
+def _send(
+    client: Client,
+    op: str,
+    *,
+    activity_id: str | None,
+    stream_key: str | None,
+    payload: Payload | None,
+    deadline: float,
+) -> Result:
+    if stream_key is not None:
+        if op == "end":
+            return client.delete_stream(stream_key, payload, deadline=deadline)
+        assert payload is not None
+        return client.put_stream(stream_key, payload, deadline=deadline)
+    assert payload is not None
+    if op == "start":
+        return client.start(payload, deadline=deadline)
+    assert activity_id is not None
+    if op == "update":
+        return client.update(activity_id, payload, deadline=deadline)
+    return client.end(activity_id, payload, deadline=deadline)
+
+
+# -- python -m activitysmith_track script.py ---------------------------------------------------
+
+
+def _is_script(first: str) -> bool:
+    if first in _SUBCOMMANDS or first.startswith("-"):
+        return False
+    return first.endswith((".py", ".pyw")) or os.path.isfile(first)
+
+
+def _script(path: str, args: list[str], prog: str) -> int:
+    from activitysmith_track._script import run_script
+
+    if not os.path.isfile(path):
+        return _fail(prog, f"cannot open script {path!r}: no such file")
+    try:
+        settings = _settings({"strict": False})
+        activity = live_activity(os.path.basename(path), settings=settings)
+    except (UsageFailure, ConfigurationError, ValidationError) as exc:
+        return _fail(prog, str(exc))
+    return run_script(path, args, activity)
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    with _cli_logging():
+        try:
+            return _main(args_list, prog)
+        except KeyboardInterrupt:
+            return 130
+
+
+def _main(argv: list[str], prog: str) -> int:
+    if argv and argv[0] == "emulator":
+        from activitysmith_track.emulator.__main__ import main as emulator_main
+
+        return emulator_main(argv[1:])
+    if argv and _is_script(argv[0]):
+        return _script(argv[0], argv[1:], prog)
+    before, command = _split_command(argv) if argv[:1] == ["run"] else (argv, None)
+    try:
+        args = build_parser(prog).parse_args(before)
+    except SystemExit as exc:  # --help, --version, or a parse error already reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.subcommand == "run":
+        if command is not None and args.command:
+            return _fail(f"{prog} run", "put the whole command after --")
+        return _run(args, command if command is not None else list(args.command), f"{prog} run")
+    return _one_shot(args, f"{prog} {args.subcommand}")

@@ -1,0 +1,256 @@
+"""Progress markers: lines a command prints to move its Live Activity along.
+
+The default syntax is one marker per line (leading and trailing blanks are ignored)::
+
+    ::step::                    begin the next step (named from --step NAME, if given)
+    ::step:: upload archive     begin the next step, shown as "upload archive"
+    ::progress:: 40/100         40 of 100 done
+    ::progress:: 40             40 of --total
+    ::progress:: 40%            40 percent done
+    ::metric:: rows=1200        set a metric; several: rows=1200, errors=3
+
+A custom syntax is a regular expression searched in each line, with a named group ``kind``
+that captures ``step``, ``progress`` or ``metric`` and, optionally, a group ``value``. A line
+whose ``kind`` is none of those is ordinary output.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import re
+import threading
+
+import attrs
+
+from activitysmith_track._activity import LiveActivity
+from activitysmith_track._errors import ActivitySmithTrackError
+from activitysmith_track._model import ActivityType, Metric
+
+__all__ = [
+    "DEFAULT_PATTERN",
+    "Marker",
+    "MarkerHandler",
+    "MarkerKind",
+    "MarkerParser",
+    "ProgressValue",
+    "compile_pattern",
+    "parse_metrics",
+    "parse_progress",
+]
+
+logger = logging.getLogger("activitysmith_track")
+
+DEFAULT_PATTERN = r"^\s*::(?P<kind>step|progress|metric)::(?:\s+(?P<value>.*?))?\s*$"
+
+# The API shows at most this many metrics; a marker adding a ninth is ignored.
+_MAX_METRICS = 8
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+class MarkerKind(enum.Enum):
+    """What a marker asks for."""
+
+    STEP = "step"
+    PROGRESS = "progress"
+    METRIC = "metric"
+
+
+@attrs.frozen
+class Marker:
+    """One recognised marker line: its kind and the text after it (may be empty)."""
+
+    kind: MarkerKind
+    value: str = ""
+
+
+def compile_pattern(text: str) -> re.Pattern[str]:
+    """Compile a marker regex, refusing one without a ``kind`` group (``ValueError``)."""
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise ValueError(
+            f"marker regex {text!r} is not a valid regular expression: {exc}"
+        ) from None
+    if "kind" not in pattern.groupindex:
+        raise ValueError(
+            f"marker regex {text!r} needs a named group 'kind', e.g. (?P<kind>step|progress|metric)"
+        )
+    return pattern
+
+
+class MarkerParser:
+    """Recognises marker lines with one regular expression."""
+
+    def __init__(self, pattern: re.Pattern[str] | str = DEFAULT_PATTERN) -> None:
+        self._pattern = compile_pattern(pattern) if isinstance(pattern, str) else pattern
+        self._has_value = "value" in self._pattern.groupindex
+
+    def parse(self, line: str) -> Marker | None:
+        """The marker on ``line`` (without its line ending), or ``None`` for ordinary output."""
+        match = self._pattern.search(line)
+        if match is None:
+            return None
+        kind = (match.group("kind") or "").strip().lower()
+        try:
+            marker_kind = MarkerKind(kind)
+        except ValueError:
+            return None
+        value = (match.group("value") or "") if self._has_value else ""
+        return Marker(marker_kind, value.strip())
+
+
+@attrs.frozen
+class ProgressValue:
+    """A parsed ``::progress::`` value: ``done`` of ``total``, or ``done`` percent."""
+
+    done: float
+    total: float | None = None
+    percent: bool = False
+
+    def shown(self) -> str:
+        """How it reads in a subtitle: ``40%``, ``40/100`` or ``40``."""
+        if self.percent:
+            return f"{self.done:g}%"
+        if self.total is not None:
+            return f"{self.done:g}/{self.total:g}"
+        return f"{self.done:g}"
+
+
+def _number(text: str, what: str) -> float:
+    text = text.strip()
+    if _NUMBER.fullmatch(text) is None:
+        raise ValueError(f"{what} {text!r} is not a number")
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} {text!r} must be a finite number >= 0")
+    return value
+
+
+def parse_progress(text: str) -> ProgressValue:
+    """Parse ``40/100``, ``40%`` or ``40``; ``ValueError`` says what is wrong."""
+    text = text.strip()
+    if not text:
+        raise ValueError("::progress:: needs a value like 40/100, 40% or 40")
+    if text.endswith("%"):
+        percent = _number(text[:-1], "percentage")
+        if percent > 100:
+            raise ValueError(f"percentage {text!r} must be between 0 and 100")
+        return ProgressValue(percent, percent=True)
+    if "/" in text:
+        done, _, total = text.partition("/")
+        upper = _number(total, "total")
+        if upper <= 0:
+            raise ValueError(f"total {total.strip()!r} must be greater than 0")
+        return ProgressValue(_number(done, "progress"), upper)
+    return ProgressValue(_number(text, "progress"))
+
+
+def _metric_value(text: str) -> float | str:
+    text = text.strip()
+    if _NUMBER.fullmatch(text) is not None:
+        number = float(text)
+        if math.isfinite(number):
+            return int(number) if number.is_integer() and "." not in text else number
+    return text
+
+
+def parse_metrics(text: str) -> list[tuple[str, float | str]]:
+    """Parse ``rows=1200, errors=3`` into (label, value) pairs; numbers become numbers."""
+    pairs: list[tuple[str, float | str]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        label, sep, value = item.partition("=")
+        if not sep or not label.strip() or not value.strip():
+            raise ValueError(f"metric {item.strip()!r} must look like label=value")
+        pairs.append((label.strip(), _metric_value(value)))
+    if not pairs:
+        raise ValueError("::metric:: needs label=value")
+    return pairs
+
+
+class MarkerHandler:
+    """Applies markers to a running activity; safe to call from several reader threads.
+
+    Steps advance the activity (``la.step``). Progress drives the bar of a progress activity;
+    on any other type it is shown in the subtitle after the current step's name (``upload ·
+    40%``). Metrics are merged by label, so ``rows=`` and later ``errors=`` both stay shown.
+    A marker the activity cannot take is ignored with one warning per kind of problem, so a
+    chatty command never floods its own stderr.
+    """
+
+    def __init__(
+        self,
+        activity: LiveActivity,
+        *,
+        step_names: list[str] | None = None,
+        subtitle: str | None = None,
+    ) -> None:
+        self._la = activity
+        self._lock = threading.Lock()
+        self._step_names = step_names or []
+        self._step = 0
+        self._label = subtitle
+        self._progress_text: str | None = None
+        self._metrics: dict[str, float | str] = {}
+        self._warned: set[MarkerKind] = set()
+
+    def handle(self, marker: Marker) -> None:
+        """Apply one marker; problems are logged, never raised."""
+        with self._lock:
+            try:
+                if marker.kind is MarkerKind.STEP:
+                    self._on_step(marker.value)
+                elif marker.kind is MarkerKind.PROGRESS:
+                    self._on_progress(marker.value)
+                else:
+                    self._on_metric(marker.value)
+            except (ActivitySmithTrackError, ValueError) as exc:
+                self._warn(marker, str(exc))
+
+    def _warn(self, marker: Marker, reason: str) -> None:
+        if marker.kind in self._warned:
+            return
+        self._warned.add(marker.kind)
+        logger.warning(
+            "ignored ::%s:: %s (%s); further problems with ::%s:: markers are not reported",
+            marker.kind.value,
+            marker.value,
+            reason,
+            marker.kind.value,
+        )
+
+    def _subtitle(self) -> str | None:
+        parts = [p for p in (self._label, self._progress_text) if p]
+        return " · ".join(parts) if parts else None
+
+    def _on_step(self, name: str) -> None:
+        self._step += 1
+        if not name and self._step <= len(self._step_names):
+            name = self._step_names[self._step - 1]
+        self._la.step(name or None)
+        self._label = name or None
+        self._progress_text = None
+        # step() falls back to an earlier subtitle when unnamed; say exactly what to show.
+        self._la.update(subtitle=self._subtitle())
+
+    def _on_progress(self, text: str) -> None:
+        value = parse_progress(text)
+        if self._la.state.type is ActivityType.PROGRESS:
+            if value.percent:
+                self._la.percentage(value.done)
+            else:
+                self._la.progress(value.done, value.total)
+            return
+        self._progress_text = value.shown()
+        self._la.update(subtitle=self._subtitle())
+
+    def _on_metric(self, text: str) -> None:
+        merged = dict(self._metrics)
+        merged.update(parse_metrics(text))
+        if len(merged) > _MAX_METRICS:
+            raise ValueError(f"at most {_MAX_METRICS} metrics can be shown")
+        self._la.metrics(*(Metric(label=label, value=value) for label, value in merged.items()))
+        self._metrics = merged
