@@ -201,6 +201,7 @@ class Dispatcher:
         self._shutdown_at: float | None = None
         self._pid = os.getpid()
         self._client: Client | None = None
+        self._closed = False
         rpm = self._settings.requests_per_minute
         self._account = TokenBucket(max(1, rpm // 4), 60.0 / rpm, self._clock())
 
@@ -285,11 +286,8 @@ class Dispatcher:
                 return
             if self._thread is not None and self._thread.is_alive():
                 return
-            thread = threading.Thread(
-                target=self._run, name="activitysmith-track-worker", daemon=True
-            )
             try:
-                thread.start()
+                thread = _start_worker_thread(self._run)
             except RuntimeError:
                 # Threads cannot start during interpreter shutdown; flush() then sends inline.
                 self._thread = None
@@ -309,8 +307,9 @@ class Dispatcher:
                     if channel is None and not self._channels:
                         # Nothing to do for a while: let the thread go; the next open()
                         # starts a new one.
-                        if now - idle_since >= self.idle_timeout:
+                        if self._closed or now - idle_since >= self.idle_timeout:
                             self._thread = None
+                            self._close_client()
                             return
                         self._cond.wait(self.idle_timeout - (now - idle_since))
                         continue
@@ -538,8 +537,28 @@ class Dispatcher:
                     return
                 self._cond.wait(remaining)
 
+    def close(self) -> None:
+        """Let the worker exit once idle and release the HTTP connections."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            if self._thread is None:
+                self._close_client()
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
     def _after_fork_in_child(self) -> None:
         self._setup()
+
+
+def _start_worker_thread(target: Callable[[], None]) -> threading.Thread:
+    # A seam for tests: starting a thread fails at interpreter shutdown.
+    thread = threading.Thread(target=target, name="activitysmith-track-worker", daemon=True)
+    thread.start()
+    return thread
 
 
 def _make_client(
