@@ -689,7 +689,10 @@ class LiveActivity:
             self._require_open()
             state.count = 0
             state.counting = True
-            if total is not None or state.kind is not ActivityType.PROGRESS:
+            if state.kind is not ActivityType.PROGRESS:
+                state.total = total
+            elif total is not None:
+                state.fields.pop("percentage", None)  # counting items now drives the bar
                 state.total = total
         self._touch()
         return self._tracking(iterable)
@@ -843,6 +846,12 @@ def live_activity(
     segmented progress, ``total`` a progress bar, ``metrics`` metric tiles, and none of them
     a timer counting up while the block runs. ``type=`` overrides the choice; any other
     content-state field (``message``, ``value``, ``duration_seconds``...) can be passed too.
+
+    With ``stream_key`` the activity uses the stream endpoints (idempotent PUT, then DELETE),
+    so a restarted process continues the same activity. ``step`` (a number or name, with
+    ``stream_key`` and ``steps``) says that this process runs one step of a pipeline spread
+    over processes: it begins at that step, and on success hands the stream on to the next
+    process instead of ending it; the last step ends it, and a failing step ends it as failed.
 
     Example::
 
