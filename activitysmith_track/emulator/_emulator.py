@@ -112,6 +112,7 @@ class Emulator:
             if server is None or thread is None:
                 return
             self._stopping.set()
+            self._state.wake()  # long-polls of the preview page return at once
             server.shutdown()
             server.close_connections(timeout)
             server.server_close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import struct
 import sys
@@ -12,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from activitysmith_track.emulator._faults import ANSWERING_KINDS, Fault, FaultQueue
+from activitysmith_track.emulator._preview import preview_state
 from activitysmith_track.emulator._state import Answer, EmulatorState, RecordedRequest
 
 __all__ = ["EmulatorHTTPServer"]
@@ -24,6 +27,19 @@ logger = logging.getLogger("activitysmith_track")
 
 _MAX_BODY = 1024 * 1024
 _API_PREFIX = "/api"
+
+# The page long-polls /_emulator/state; a held request wakes on a change or on stop().
+_DEFAULT_WAIT = 0.0
+_MAX_WAIT = 30.0
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+\.[a-z]+")
+_STATIC_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+}
+_NO_STORE = (("Cache-Control", "no-store"),)
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -305,12 +321,55 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _serve_site(self, method: str, path: str) -> None:
-        # Only a placeholder lives outside /api for now; the preview page will replace it.
-        if method == "GET" and path in ("/", "/index.html"):
-            page = (
-                "<!doctype html><title>ActivitySmith emulator</title>"
-                "<p>ActivitySmith emulator: the API is served under <code>/api</code>.</p>"
-            )
-            self._send(200, page.encode(), content_type="text/html; charset=utf-8")
+        """The preview page, its static files and the state it polls; no key needed."""
+        if method != "GET":
+            self._send(405, _json_bytes({"error": "Method Not Allowed", "message": "use GET"}))
             return
-        self._send(404, _json_bytes({"error": "Not Found", "message": f"no page {path}"}))
+        if path in ("/", "/index.html"):
+            self._send_static("index.html")
+        elif path.startswith("/static/"):
+            self._send_static(path[len("/static/") :])
+        elif path == "/_emulator/state":
+            self._send_preview_state()
+        else:
+            self._send(404, _json_bytes({"error": "Not Found", "message": f"no page {path}"}))
+
+    def _send_static(self, name: str) -> None:
+        content_type = _STATIC_TYPES.get(name.rpartition(".")[2])
+        data = _static_file(name) if content_type and _STATIC_NAME.fullmatch(name) else None
+        if data is None:
+            self._send(404, _json_bytes({"error": "Not Found", "message": f"no file {name}"}))
+            return
+        self._send(200, data, content_type=content_type or "", headers=_NO_STORE)
+
+    def _send_preview_state(self) -> None:
+        """``?after=<version>&wait=<seconds>`` holds the answer until the state changes."""
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            after = int(query["after"][0]) if "after" in query else None
+            wait = float(query["wait"][0]) if "wait" in query else _DEFAULT_WAIT
+        except ValueError:
+            message = "after must be an int and wait a number of seconds"
+            self._send(400, _json_bytes({"error": "Bad Request", "message": message}))
+            return
+        state = self.server.state
+        if after is not None and wait > 0:
+            state.wait_for_change(after, min(wait, _MAX_WAIT), self.server.stopping)
+        if self.server.stopping.is_set():
+            self.close_connection = True
+            return
+        with state.lock:
+            body = preview_state(
+                state.snapshot_activities().values(),
+                state.requests,
+                version=state.version,
+                now=state.clock(),
+            )
+        self._send(200, _json_bytes(body), headers=_NO_STORE)
+
+
+def _static_file(name: str) -> bytes | None:
+    try:
+        return (resources.files("activitysmith_track.emulator") / "static" / name).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None

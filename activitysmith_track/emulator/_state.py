@@ -216,6 +216,8 @@ class EmulatorState:
         self.streams: dict[str, str] = {}
         self.paused: set[str] = set()
         self.requests: list[RecordedRequest] = []
+        # Bumped on every change the preview page can show; the page long-polls on it.
+        self.version = 0
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -226,11 +228,31 @@ class EmulatorState:
             self.paused.clear()
             self.requests.clear()
             self.latency = 0.0
+            self._changed()
+
+    def _changed(self) -> None:
+        # Callers hold the lock; waiters share the condition with wait_for_requests.
+        self.version += 1
+        self.recorded.notify_all()
+
+    def wake(self) -> None:
+        """Release every waiter (the server is stopping), without changing anything."""
+        with self.lock:
+            self.recorded.notify_all()
+
+    def wait_for_change(self, after: int, timeout: float, stopping: threading.Event) -> int:
+        """Block until :attr:`version` differs from ``after``, ``timeout`` passes or the
+        server stops; returns the version then."""
+        with self.lock:
+            self.recorded.wait_for(
+                lambda: self.version != after or stopping.is_set(), max(0.0, timeout)
+            )
+            return self.version
 
     def record(self, request: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(request)
-            self.recorded.notify_all()
+            self._changed()
 
     def wait_for_requests(self, count: int, timeout: float) -> list[RecordedRequest]:
         with self.lock:
@@ -253,10 +275,12 @@ class EmulatorState:
             current = self._stream_activity(key)
             if current is not None and current.status == "live":
                 self._end(current, reason="paused")
+            self._changed()
 
     def resume_stream(self, key: str) -> None:
         with self.lock:
             self.paused.discard(key)
+            self._changed()
 
     # -- request handling ----------------------------------------------------------------
 
