@@ -1,0 +1,39 @@
+"""Each example runs with one command, against its own emulator, and shows a start and an end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("name", ["backup_script", "batch_function", "etl_pipeline"])
+def test_example_runs_against_an_emulator(name: str) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ACTIVITYSMITH_", "PYTEST_"))  # the example starts its own emulator
+    }
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    start = [line for line in lines if line.startswith("POST /live-activity/start -> 200")]
+    end = [line for line in lines if line.startswith("POST /live-activity/end -> 200")]
+    assert len(start) == 1, done.stdout
+    assert len(end) == 1, done.stdout
+    assert lines.index(start[0]) < lines.index(end[0])
+    assert "color='green'" in end[0]
+    assert "Traceback" not in done.stderr
