@@ -8,9 +8,11 @@ assert on final states, on what the job saw from inside, and on the order of req
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -893,6 +895,34 @@ def test_steps_of_another_pipeline_do_not_advance_this_one(emu: Emulator) -> Non
 
     _, end = start_and_end(emu)
     assert end["number_of_steps"] == 1
+
+
+def test_pipeline_steps_in_worker_threads_need_the_context(emu: Emulator) -> None:
+    pipeline = tracked_steps("Threaded ETL")
+    shown: list[int | None] = []
+
+    @pipeline.step
+    def extract() -> None:
+        la = current_activity()
+        shown.append(la and la.state.current_step)
+
+    @pipeline.step
+    def load() -> None:
+        la = current_activity()
+        shown.append(la and la.state.current_step)
+
+    @pipeline
+    async def etl() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(extract).result()  # a plain worker thread: outside the run
+            pool.submit(contextvars.copy_context().run, extract).result()
+        await asyncio.to_thread(load)  # to_thread passes the context along
+
+    asyncio.run(etl())
+
+    assert shown == [None, 1, 2]
+    _, end = start_and_end(emu)
+    assert end["current_step"] == end["number_of_steps"] == 2
 
 
 def test_pipeline_block_title_must_be_known() -> None:
