@@ -1,0 +1,781 @@
+"""The ``activitysmith-track`` command line, run as a real subprocess against the emulator."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activitysmith_track._cli import build_parser, default_title
+from activitysmith_track.emulator import Emulator, Fault, RecordedRequest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
+
+CLI = [sys.executable, "-m", "activitysmith_track"]
+START = "/live-activity/start"
+UPDATE = "/live-activity/update"
+END = "/live-activity/end"
+
+
+# -- fixtures and helpers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Emulator]:
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(server: Emulator) -> Emulator:
+    server.reset()
+    return server
+
+
+def env_for(emu: Emulator | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIVITYSMITH")}
+    env["ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT"] = "5"
+    if emu is not None:
+        env["ACTIVITYSMITH_BASE_URL"] = emu.base_url
+        if emu.api_key:
+            env["ACTIVITYSMITH_API_KEY"] = emu.api_key
+    env.update(extra)
+    return env
+
+
+def cli(
+    emu: Emulator | None, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*CLI, *args],
+        env=env if env is not None else env_for(emu),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def spawned(emu: Emulator | None, *args: str, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """The command line running in the background; killed (if need be) and reaped after."""
+    options: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+    options.update(popen)
+    options.setdefault("env", env_for(emu))
+    with subprocess.Popen([*CLI, *args], **options) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def py(code: str) -> list[str]:
+    """A Python child command running ``code``."""
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def read_until(stream: Any, needle: bytes, timeout: float = 10.0) -> bytes:
+    """Read from a pipe until ``needle`` arrived; whatever came so far is returned."""
+    fd = stream.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
+    while needle not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{needle!r} did not arrive; got {data!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"output ended before {needle!r}; got {data!r}")
+            data += chunk
+    return data
+
+
+def paths(emu: Emulator) -> list[str]:
+    return [r.path for r in emu.requests]
+
+
+def only(emu: Emulator, path: str) -> RecordedRequest:
+    (request,) = [r for r in emu.requests if r.path == path]
+    return request
+
+
+def end_state(emu: Emulator, path: str = END) -> dict[str, Any]:
+    state: dict[str, Any] = only(emu, path).body["content_state"]
+    return state
+
+
+def wait_for_state(
+    emu: Emulator, check: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+) -> dict[str, Any]:
+    """Wait (on the emulator's request event) until the only activity's state passes ``check``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = len(emu.requests)
+        activities = list(emu.activities.values())
+        if activities and check(activities[-1].state):
+            return activities[-1].state
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"state never matched; last: {activities[-1:]}")
+        try:
+            emu.wait_for_requests(seen + 1, timeout=remaining)
+        except TimeoutError:
+            continue
+
+
+# -- exit codes and the activity's ending ----------------------------------------------------
+
+
+def test_success_passes_exit_code_zero_and_ends_in_success(emu: Emulator) -> None:
+    result = cli(emu, "run", "--", *py("print('hello')"))
+
+    assert result.returncode == 0
+    assert result.stdout == b"hello\n"
+    assert result.stderr == b""
+    assert paths(emu) == [START, END]
+    start = only(emu, START).body["content_state"]
+    assert start["title"] == os.path.basename(sys.executable)
+    assert (start["type"], start["counts_down"]) == ("timer", False)
+    final = end_state(emu)
+    assert final["subtitle"].startswith("Done in")
+    assert final["color"] == "green"
+
+
+def test_failure_passes_the_exit_code_and_names_it_with_the_last_stderr_line(
+    emu: Emulator,
+) -> None:
+    child = py("""
+        import sys
+        sys.stderr.write("warming up\\nDisk quota exceeded\\n\\n")
+        sys.exit(3)
+    """)
+    result = cli(emu, "run", "--title", "Backup", "--", *child)
+
+    assert result.returncode == 3
+    assert result.stderr == b"warming up\nDisk quota exceeded\n\n"
+    final = end_state(emu)
+    assert final["title"] == "Backup"
+    assert final["subtitle"] == "Failed after 0s: exit code 3: Disk quota exceeded"
+    assert final["color"] == "red"
+
+
+def test_child_killed_by_sigkill_fails_naming_the_signal_and_exits_137(emu: Emulator) -> None:
+    child = py("""
+        import os, signal
+        print("about to die", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = cli(emu, "run", "--", *child)
+
+    assert result.returncode == 137
+    assert result.stdout == b"about to die\n"
+    final = end_state(emu)
+    assert "killed by SIGKILL" in final["subtitle"]
+    assert final["color"] == "red"
+
+
+def test_command_not_found_exits_127_and_starts_nothing(emu: Emulator) -> None:
+    result = cli(emu, "run", "--", "no-such-command-for-activitysmith-track")
+
+    assert result.returncode == 127
+    assert result.stderr.count(b"\n") == 1
+    assert b"command not found" in result.stderr
+    assert emu.requests == []
+
+
+# -- pass-through ------------------------------------------------------------------------------
+
+
+def test_output_passes_byte_for_byte_including_binary_and_a_partial_last_line(
+    emu: Emulator,
+) -> None:
+    out = bytes(range(256)) + b"\r\nline two\n\xff\xfe not utf-8\nno newline at the end"
+    err = b"\x00\x01 warning\r\n" + bytes(range(255, -1, -1)) + b" partial"
+    child = py(f"""
+        import sys
+        sys.stdout.buffer.write({out!r})
+        sys.stderr.buffer.write({err!r})
+    """)
+    result = cli(emu, "run", "--", *child)
+
+    assert result.returncode == 0
+    assert result.stdout == out
+    assert result.stderr == err
+
+
+def test_a_partial_line_reaches_the_terminal_before_its_newline(emu: Emulator) -> None:
+    child = py("""
+        import sys
+        sys.stdout.write("Continue? [y/n] ")
+        answer = sys.stdin.readline()
+        print("got", answer.strip())
+    """)
+    with spawned(emu, "run", "--", *child) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert read_until(proc.stdout, b"[y/n] ") == b"Continue? [y/n] "
+        proc.stdin.write(b"y\n")
+        proc.stdin.close()
+        assert proc.stdout.read() == b"got y\n"
+        assert proc.wait(10) == 0
+
+
+def test_stdout_and_stderr_keep_their_order(emu: Emulator) -> None:
+    # Each write waits for the test to see the previous one, so the order is well defined.
+    child = py("""
+        import sys
+        for n, stream in enumerate([sys.stdout, sys.stderr, sys.stdout, sys.stderr]):
+            stream.write(f"<{n}>")
+            stream.flush()
+            sys.stdin.readline()
+    """)
+    with spawned(emu, "run", "--", *child, stderr=subprocess.STDOUT) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        seen = b""
+        for n in range(4):
+            seen += read_until(proc.stdout, f"<{n}>".encode())
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+        assert proc.wait(10) == 0
+        assert seen + proc.stdout.read() == b"<0><1><2><3>"
+
+
+def test_a_closed_output_pipe_reaches_the_command(emu: Emulator) -> None:
+    # Like `yes | head -1`: when our reader goes away the command sees a broken pipe too.
+    child = py("""
+        while True:
+            print("y" * 100)
+    """)
+    with spawned(
+        emu, "run", "--", *child, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        read_until(proc.stdout, b"y\n")
+        proc.stdout.close()
+        assert proc.wait(15) == 1
+        assert proc.stderr.read().endswith(b"BrokenPipeError: [Errno 32] Broken pipe\n")
+    assert "exit code 1: BrokenPipeError" in end_state(emu)["subtitle"]
+
+
+def test_tracking_failures_change_neither_output_nor_exit_code(emu: Emulator) -> None:
+    emu.add_fault(Fault.status(500), times=100)
+    child = py("""
+        import sys
+        print("::step:: one")
+        print("out")
+        sys.stderr.write("err\\n")
+        sys.exit(4)
+    """)
+    env = env_for(emu, ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT="0.5")
+    result = cli(emu, "run", "--steps", "2", "--", *child, env=env)
+
+    assert result.returncode == 4
+    assert result.stdout == b"::step:: one\nout\n"
+    # Our own warnings are whole lines, prefixed; the child's stderr is intact between them.
+    ours = [x for x in result.stderr.splitlines() if x.startswith(b"activitysmith-track: ")]
+    assert ours
+    assert [x for x in result.stderr.splitlines() if x not in ours] == [b"err"]
+
+
+# -- markers -----------------------------------------------------------------------------------
+
+
+def test_step_markers_advance_and_name_the_steps(emu: Emulator) -> None:
+    child = py("""
+        import sys
+        print("::step::")
+        print("  ::step::  ")
+        sys.exit(3)
+    """)
+    result = cli(
+        emu, "run", "--step", "snapshot", "--step", "upload", "--step", "verify", "--", *child
+    )
+
+    assert result.returncode == 3
+    final = end_state(emu)
+    assert final["type"] == "segmented_progress"
+    assert (final["current_step"], final["number_of_steps"]) == (2, 3)
+    assert final["subtitle"] == "Failed at upload: exit code 3"
+
+
+def test_markers_are_sent_while_the_command_runs(emu: Emulator) -> None:
+    child = py("""
+        import sys
+        for marker in ["::step:: extract", "::progress:: 40/100", "::metric:: rows=1200"]:
+            print(marker, flush=True)
+            sys.stdin.readline()
+    """)
+    with spawned(emu, "run", "--steps", "3", "--debounce", "0", "--", *child) as proc:
+        assert proc.stdin is not None
+        state = wait_for_state(emu, lambda s: s.get("current_step") == 1)
+        assert state["subtitle"] == "extract"
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        state = wait_for_state(emu, lambda s: s.get("subtitle") == "extract · 40/100")
+        assert state["current_step"] == 1
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        state = wait_for_state(emu, lambda s: "metrics" in s)
+        assert state["metrics"] == [{"label": "rows", "value": 1200}]
+        proc.stdin.write(b"\n")
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+    assert paths(emu)[0] == START
+    assert paths(emu)[-1] == END
+    assert UPDATE in paths(emu)
+
+
+@pytest.mark.parametrize(
+    ("options", "marker", "expected"),
+    [
+        (["--total", "100"], "::progress:: 40", {"value": 40, "upper_limit": 100}),
+        (["--total", "100"], "::progress:: 40/250", {"value": 40, "upper_limit": 250}),
+        (["--progress"], "::progress:: 40/100", {"value": 40, "upper_limit": 100}),
+        (["--progress"], "::progress:: 40%", {"percentage": 40}),
+        (["--total", "10"], "::progress:: 12.5%", {"percentage": 12.5}),
+    ],
+)
+def test_progress_markers_drive_the_bar(
+    emu: Emulator, options: list[str], marker: str, expected: dict[str, Any]
+) -> None:
+    result = cli(emu, "run", *options, "--", *py(f"print({marker!r}); raise SystemExit(1)"))
+
+    assert result.returncode == 1
+    final = end_state(emu)
+    assert final["type"] == "progress"
+    for field, value in expected.items():
+        assert final[field] == value, field
+
+
+def test_metric_markers_merge_by_label_and_stay_at_the_end(emu: Emulator) -> None:
+    child = py("""
+        print("::metric:: rows=1200")
+        print("::metric:: errors=3, rows=1300, rate=12.5/s")
+    """)
+    result = cli(emu, "run", "--", *child)
+
+    assert result.returncode == 0
+    assert end_state(emu)["metrics"] == [
+        {"label": "rows", "value": 1300},
+        {"label": "errors", "value": 3},
+        {"label": "rate", "value": "12.5/s"},
+    ]
+
+
+def test_hide_markers_keeps_marker_lines_off_the_terminal(emu: Emulator) -> None:
+    child = py("""
+        import sys
+        print("before")
+        print("::step:: load")
+        sys.stderr.write("::metric:: rows=5\\nreal error\\n")
+        sys.stdout.write("tail without newline")
+        sys.exit(2)
+    """)
+    result = cli(emu, "run", "--steps", "2", "--hide-markers", "--", *child)
+
+    assert result.returncode == 2
+    assert result.stdout == b"before\ntail without newline"
+    assert result.stderr == b"real error\n"
+    final = end_state(emu)
+    assert final["current_step"] == 1
+    assert final["metrics"] == [{"label": "rows", "value": 5}]
+    assert final["subtitle"] == "Failed at load: exit code 2: real error"
+
+
+def test_marker_regex_sets_the_syntax(emu: Emulator) -> None:
+    regex = r"^##\[(?P<kind>\w+)\]\s*(?P<value>.*)$"
+    child = py("""
+        print("##[step] compile")
+        print("::step:: not a marker now")
+        raise SystemExit(1)
+    """)
+    result = cli(emu, "run", "--steps", "3", "--marker-regex", regex, "--", *child)
+
+    final = end_state(emu)
+    assert final["current_step"] == 1
+    assert "at compile" in final["subtitle"]
+    assert result.stdout == b"##[step] compile\n::step:: not a marker now\n"
+
+
+def test_a_bad_marker_is_ignored_with_one_warning(emu: Emulator) -> None:
+    child = py("""
+        print("::progress:: lots")
+        print("::progress:: more")
+        print("::step:: fine")
+    """)
+    result = cli(emu, "run", "--", *child)
+
+    assert result.returncode == 0
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("activitysmith-track: ignored ::progress:: lots")
+    assert paths(emu) == [START, END]
+
+
+def test_no_markers_only_times_the_command(emu: Emulator) -> None:
+    result = cli(emu, "run", "--steps", "2", "--no-markers", "--", *py("print('::step:: x')"))
+
+    assert result.stdout == b"::step:: x\n"
+    assert end_state(emu)["current_step"] == 2  # success fills the bar; no step was taken
+
+
+# -- signals -----------------------------------------------------------------------------------
+
+TRAPS_TERM = """
+    import signal, sys, time
+    def stop(signum, frame):
+        print("child got", signal.Signals(signum).name, flush=True)
+        sys.exit(5)
+    signal.signal(signal.SIGTERM, stop)
+    print("ready", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_sigterm_is_forwarded_and_the_activity_ends_cancelled(emu: Emulator) -> None:
+    with spawned(
+        emu, "run", "--steps", "3", "--", *py(TRAPS_TERM), stdin=subprocess.DEVNULL
+    ) as proc:
+        assert proc.stdout is not None
+        read_until(proc.stdout, b"ready\n")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 5
+        assert proc.stdout.read() == b"child got SIGTERM\n"
+    final = end_state(emu)
+    assert final["subtitle"].startswith("Cancelled")
+    assert final["color"] == "orange"
+
+
+def test_sigint_from_outside_a_terminal_is_forwarded(emu: Emulator) -> None:
+    child = py("""
+        import time
+        print("ready", flush=True)
+        time.sleep(30)
+    """)
+    # A new session has no controlling terminal, like cron: the wrapper must forward SIGINT.
+    with spawned(
+        emu,
+        "run",
+        "--",
+        *child,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as proc:
+        assert proc.stdout is not None
+        read_until(proc.stdout, b"ready\n")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 128 + signal.SIGINT  # Python re-raises SIGINT on exit
+    assert end_state(emu)["subtitle"].startswith("Cancelled")
+
+
+# -- Python scripts ----------------------------------------------------------------------------
+
+FAILING_SCRIPT = """
+    import sys
+    from activitysmith_track import current_activity
+
+    def load(row):
+        raise ValueError(f"bad row {row}")
+
+    print("argv", sys.argv[1:])
+    current_activity().step("loading")
+    load(7)
+"""
+
+
+def test_script_mode_ends_failed_with_the_exception_type(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "etl.py"
+    script.write_text(textwrap.dedent(FAILING_SCRIPT))
+    result = cli(emu, str(script), "--full", "x")
+
+    assert result.returncode == 1
+    assert result.stdout == b"argv ['--full', 'x']\n"
+    err = result.stderr.decode()
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert f'File "{script}", line 10, in <module>' in err
+    assert err.endswith("ValueError: bad row 7\n")
+    assert "runpy" not in err
+    assert "activitysmith_track" not in err.replace("from activitysmith_track", "")
+    final = end_state(emu)
+    assert final["title"] == "etl.py"
+    assert final["subtitle"] == "Failed after 0s: ValueError: bad row 7"
+
+
+def test_script_mode_passes_sys_exit_codes(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nsys.exit(4)\n")
+    result = cli(emu, str(script))
+
+    assert result.returncode == 4
+    assert result.stderr == b""
+    assert end_state(emu)["subtitle"] == "Failed after 0s: exit code 4"
+
+
+def test_run_python_script_fails_with_the_exception_type(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "etl.py"
+    script.write_text(
+        textwrap.dedent(FAILING_SCRIPT).replace('current_activity().step("loading")', "")
+    )
+    result = cli(emu, "run", "--", sys.executable, str(script))
+
+    assert result.returncode == 1
+    assert result.stderr.endswith(b"ValueError: bad row 7\n")
+    final = end_state(emu)
+    assert final["title"] == "etl.py"
+    assert final["subtitle"] == "Failed after 0s: exit code 1: ValueError: bad row 7"
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--bogus", "--", "CHILD"],
+        ["run", "--steps", "0", "--", "CHILD"],
+        ["run", "--steps", "two", "--", "CHILD"],
+        ["run", "--steps", "2", "--total", "5", "--", "CHILD"],
+        ["run", "--title", "no command"],
+        ["run", "--"],
+        ["run", "--marker-regex", "(", "--", "CHILD"],
+        ["run", "--marker-regex", "no kind group", "--", "CHILD"],
+        ["run", "--stream-key", "not a key!", "--", "CHILD"],
+        ["run", "--color", "octarine", "--", "CHILD"],
+        ["no-such-subcommand"],
+        ["start"],
+        ["start", "--subtitle", "no title"],
+        ["start", "--title", "T", "--percentage", "140"],
+        ["start", "--title", "T", "--metric", "rows"],
+        ["update", "--title", "T"],
+        ["update", "some-id", "--stream-key", "k", "--title", "T"],
+        ["end", "some-id"],
+        ["missing-script.py"],
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_starts_nothing(
+    emu: Emulator, tmp_path: Path, args: list[str]
+) -> None:
+    sentinel = tmp_path / "ran"
+    child = py(f"open({str(sentinel)!r}, 'w').close()")
+    argv = [part for arg in args for part in (child if arg == "CHILD" else [arg])]
+    result = cli(emu, *argv)
+
+    assert result.returncode == 2
+    assert result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert "error:" in lines[0]
+    assert not sentinel.exists()
+    assert emu.requests == []
+
+
+def test_no_api_key_exits_2_before_running_the_command(tmp_path: Path) -> None:
+    sentinel = tmp_path / "ran"
+    result = cli(None, "run", "--", *py(f"open({str(sentinel)!r}, 'w').close()"))
+
+    assert result.returncode == 2
+    assert result.stderr.count(b"\n") == 1
+    assert b"ACTIVITYSMITH_API_KEY" in result.stderr
+    assert not sentinel.exists()
+
+
+def test_every_option_has_help_text() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        if name == "emulator":
+            continue  # its options are the emulator's own
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}"
+    result = cli(None, "run", "--help")
+    assert result.returncode == 0
+    assert b"--hide-markers" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "title"),
+    [
+        (["./backup.sh"], "backup.sh"),
+        (["/usr/bin/python3", "etl.py", "--full"], "etl.py"),
+        (["python3.12", "-m", "jobs.nightly"], "jobs.nightly"),
+        (["bash", "-c", "echo hi"], "bash"),
+        (["pg_dump", "db"], "pg_dump"),
+    ],
+)
+def test_title_defaults_to_the_command_or_script_name(command: list[str], title: str) -> None:
+    assert default_title(command) == title
+
+
+# -- one-shot commands -------------------------------------------------------------------------
+
+
+def test_start_update_end_drive_one_activity(emu: Emulator) -> None:
+    started = cli(emu, "start", "--title", "Deploy", "--steps", "3", "--color", "blue")
+    assert started.returncode == 0, started.stderr
+    activity_id = started.stdout.decode().strip()
+    assert started.stdout == f"{activity_id}\n".encode()
+
+    updated = cli(
+        emu,
+        "update",
+        activity_id,
+        "--title",
+        "Deploy",
+        "--current-step",
+        "2",
+        "--subtitle",
+        "build",
+    )
+    assert (updated.returncode, updated.stdout, updated.stderr) == (0, b"", b"")
+    ended = cli(
+        emu,
+        "end",
+        activity_id,
+        "--title",
+        "Deploy",
+        "--current-step",
+        "3",
+        "--subtitle",
+        "shipped",
+        "--metric",
+        "duration=42",
+        "--auto-dismiss-minutes",
+        "0",
+    )
+    assert (ended.returncode, ended.stderr) == (0, b"")
+
+    assert only(emu, START).body["content_state"] == {
+        "title": "Deploy",
+        "type": "segmented_progress",
+        "number_of_steps": 3,
+        "current_step": 0,
+        "color": "blue",
+    }
+    assert only(emu, UPDATE).body == {
+        "activity_id": activity_id,
+        "content_state": {"title": "Deploy", "subtitle": "build", "current_step": 2},
+    }
+    assert only(emu, END).body == {
+        "activity_id": activity_id,
+        "content_state": {
+            "title": "Deploy",
+            "subtitle": "shipped",
+            "current_step": 3,
+            "metrics": [{"label": "duration", "value": 42}],
+            "auto_dismiss_minutes": 0,
+        },
+    }
+    assert emu.activity(activity_id).status == "ended"
+
+
+def test_start_infers_the_type_and_sends_tags_and_channels(emu: Emulator) -> None:
+    result = cli(
+        emu, "start", "--title", "Import", "--percentage", "5", "--tag", "etl", "--channel", "ops"
+    )
+    assert result.returncode == 0, result.stderr
+    body = only(emu, START).body
+    assert body["content_state"] == {"title": "Import", "type": "progress", "percentage": 5}
+    assert body["tags"] == ["etl"]
+    assert body["target"] == {"channels": ["ops"]}
+
+
+def test_stream_key_uses_put_and_delete(emu: Emulator) -> None:
+    started = cli(emu, "start", "--stream-key", "nightly", "--title", "Nightly", "--steps", "2")
+    assert started.returncode == 0, started.stderr
+    updated = cli(
+        emu,
+        "update",
+        "--stream-key",
+        "nightly",
+        "--title",
+        "Nightly",
+        "--steps",
+        "2",
+        "--current-step",
+        "1",
+    )
+    assert updated.returncode == 0, updated.stderr
+    ended = cli(emu, "end", "--stream-key", "nightly", "--json")
+    assert ended.returncode == 0, ended.stderr
+    assert b'"operation": "ended"' in ended.stdout
+
+    requests = emu.requests
+    assert [(r.method, r.path) for r in requests] == [
+        ("PUT", "/live-activity/stream/nightly"),
+        ("PUT", "/live-activity/stream/nightly"),
+        ("DELETE", "/live-activity/stream/nightly"),
+    ]
+    assert requests[1].body["content_state"]["current_step"] == 1
+    assert requests[2].body is None
+    assert started.stdout.decode().strip() == emu.streams["nightly"]
+    record = emu.stream_activity("nightly")
+    assert record is not None
+    assert record.status == "ended"
+
+
+def test_run_with_stream_key_drives_the_stream(emu: Emulator) -> None:
+    result = cli(
+        emu, "run", "--stream-key", "backup", "--steps", "2", "--", *py("print('::step::')")
+    )
+
+    assert result.returncode == 0
+    assert [r.method for r in emu.requests] == ["PUT", "DELETE"]
+    record = emu.stream_activity("backup")
+    assert record is not None
+    assert record.status == "ended"
+    assert record.state["current_step"] == 2
+
+
+def test_api_error_exits_1_with_one_line(emu: Emulator) -> None:
+    result = cli(emu, "end", "--stream-key", "never-started")
+
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.count(b"\n") == 1
+    assert b"404" in result.stderr
+
+
+# -- the emulator subcommand, through the installed console script -----------------------------
+
+
+def test_emulator_subcommand_serves_and_prints_its_url() -> None:
+    script = Path(sys.executable).parent / "activitysmith-track"
+    if not script.exists():
+        pytest.skip("the activitysmith-track console script is not installed next to python")
+    with subprocess.Popen(
+        [str(script), "emulator", "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env_for(None),
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            line = read_until(proc.stdout, b"\n").decode()
+            assert line.startswith("ActivitySmith emulator listening on http://127.0.0.1:")
+            url = line.split()[-1]
+            env = env_for(None, ACTIVITYSMITH_BASE_URL=url)
+            result = cli(None, "start", "--title", "Hi", env=env)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
