@@ -439,6 +439,9 @@ class Dispatcher:
         client = self._client_for_worker()
         try:
             if channel.stream_key is not None and channel.keep_open:
+                if payload == channel.last_sent:
+                    self._finish(channel)  # the server already shows this state
+                    return
                 result = client.put_stream(channel.stream_key, payload, deadline=self._deadline())
             elif channel.stream_key is not None:
                 if not channel.started:
