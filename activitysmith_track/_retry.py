@@ -19,11 +19,13 @@ import tenacity
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from activitysmith_track._errors import (
+    ArgumentTypeError,
     RateLimitedError,
     RequestInfo,
     ServerError,
     StartOutcomeUnknownError,
     TransportError,
+    ValidationError,
 )
 from activitysmith_track._model import Operation
 
@@ -73,22 +75,22 @@ _START_RETRYABLE_STATUSES = frozenset({503})
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{attribute.name} must be a number of seconds, not {type(value).__name__}")
+        raise ArgumentTypeError(attribute.name, "a number of seconds", value)
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, not {value!r}")
+        raise ValidationError(attribute.name, f"must be a finite number >= 0, not {value!r}", value)
 
 
 def _at_least_one(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{attribute.name} must be an int, not {type(value).__name__}")
+        raise ArgumentTypeError(attribute.name, "an int", value)
     if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, not {value!r}")
+        raise ValidationError(attribute.name, f"must be >= 1, not {value!r}", value)
 
 
 def _fraction(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     _non_negative(_instance, attribute, value)
     if value > 1:
-        raise ValueError(f"{attribute.name} must be between 0 and 1, not {value!r}")
+        raise ValidationError(attribute.name, f"must be between 0 and 1, not {value!r}", value)
 
 
 @attrs.frozen(kw_only=True)
