@@ -1,0 +1,582 @@
+"""The emulator's preview page: its state endpoint, ``ensure_preview()`` and, in a real
+headless Chromium, what the page draws as an activity moves.
+
+Browser tests are marked ``browser``. They skip when Debian's ``chromium`` or
+``chromedriver`` is missing, except in CI (``CI=true``), where a missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from activitysmith_track import Metric, live_activity
+from activitysmith_track import _preview as preview_module
+from activitysmith_track._preview import ensure_preview
+from activitysmith_track.emulator import Emulator
+
+KEY = "ask_test"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(KEY) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def fresh(emu: Emulator) -> Emulator:
+    emu.reset()
+    return emu
+
+
+def put(emu: Emulator, key: str, content_state: dict[str, Any]) -> requests.Response:
+    return requests.put(
+        f"{emu.base_url}/live-activity/stream/{key}",
+        json={"content_state": content_state},
+        headers=AUTH,
+        timeout=5,
+    )
+
+
+def delete(emu: Emulator, key: str, content_state: dict[str, Any] | None = None) -> None:
+    body = None if content_state is None else {"content_state": content_state}
+    answer = requests.delete(
+        f"{emu.base_url}/live-activity/stream/{key}", json=body, headers=AUTH, timeout=5
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def page_state(emu: Emulator, query: str = "") -> dict[str, Any]:
+    answer = requests.get(f"{emu.url}_emulator/state{query}", timeout=40)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def only_activity(state: dict[str, Any]) -> dict[str, Any]:
+    (activity,) = state["activities"]
+    result: dict[str, Any] = activity
+    return result
+
+
+# -- the state endpoint ----------------------------------------------------------------------
+
+
+def test_state_lists_activities_newest_first_with_their_history(fresh: Emulator) -> None:
+    start = {"title": "Backup", "type": "segmented_progress", "number_of_steps": 3}
+    assert put(fresh, "first", {**start, "current_step": 1}).status_code == 200
+    assert put(fresh, "second", {"title": "Import", "type": "progress", "percentage": 5}).ok
+    assert put(fresh, "first", {"title": "Backup", "current_step": 2}).ok
+
+    state = page_state(fresh)
+
+    assert [a["stream_key"] for a in state["activities"]] == ["second", "first"]
+    backup = state["activities"][1]
+    assert backup["type"] == "segmented_progress"
+    assert backup["status"] == "live"
+    assert backup["state"]["current_step"] == 2
+    assert backup["state"]["number_of_steps"] == 3  # carried over from the start
+    assert [(e["endpoint"], e["status"], e["operation"]) for e in backup["history"]] == [
+        ("PUT /live-activity/stream/first", 200, "started"),
+        ("PUT /live-activity/stream/first", 200, "updated"),
+    ]
+    assert '"current_step": 2' in backup["history"][1]["sent"]
+
+
+def test_refused_request_shows_in_history_with_its_reason(fresh: Emulator) -> None:
+    start = {"title": "Backup", "type": "segmented_progress", "number_of_steps": 3}
+    assert put(fresh, "k", {**start, "current_step": 1}).ok
+    refused = put(fresh, "k", {"title": "Backup", "current_step": 9})
+    assert refused.status_code == 400
+
+    entry = only_activity(page_state(fresh))["history"][-1]
+
+    assert entry["status"] == 400
+    assert entry["refused"] is True
+    assert refused.json()["message"] in entry["summary"]
+
+
+def test_request_log_includes_requests_that_belong_to_no_activity(fresh: Emulator) -> None:
+    answer = put(fresh, "k", {"title": "No type"})
+    assert answer.status_code == 400
+
+    state = page_state(fresh)
+
+    assert state["activities"] == []
+    (logged,) = state["requests"]
+    assert logged["path"] == "/live-activity/stream/k"
+    assert logged["refused"] is True
+    assert "type is required" in logged["summary"]
+
+
+def test_version_grows_with_every_request_and_reset(fresh: Emulator) -> None:
+    before = page_state(fresh)["version"]
+    put(fresh, "k", {"title": "Import", "type": "progress", "percentage": 5})
+    after_put = page_state(fresh)["version"]
+    fresh.reset()
+    after_reset = page_state(fresh)["version"]
+    assert before < after_put < after_reset
+
+
+def test_long_poll_answers_as_soon_as_the_state_changes(fresh: Emulator) -> None:
+    version = page_state(fresh)["version"]
+    answers: list[dict[str, Any]] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(page_state(fresh, f"?after={version}&wait=20"))
+    )
+    started = time.monotonic()
+    poll.start()
+    put(fresh, "k", {"title": "Import", "type": "progress", "percentage": 5})
+    poll.join(10)
+
+    assert not poll.is_alive()
+    assert time.monotonic() - started < 10
+    assert answers[0]["version"] > version
+    assert only_activity(answers[0])["stream_key"] == "k"
+
+
+def test_long_poll_answers_unchanged_state_when_the_wait_ends(fresh: Emulator) -> None:
+    version = page_state(fresh)["version"]
+    assert page_state(fresh, f"?after={version}&wait=0.05")["version"] == version
+
+
+@pytest.mark.parametrize("query", ["?after=x", "?after=1&wait=soon"])
+def test_long_poll_refuses_bad_parameters(emu: Emulator, query: str) -> None:
+    answer = requests.get(f"{emu.url}_emulator/state{query}", timeout=5)
+    assert answer.status_code == 400
+    assert "after must be an int" in answer.json()["message"]
+
+
+def test_stop_releases_a_waiting_long_poll_promptly() -> None:
+    emulator = Emulator().start()
+    url = f"{emulator.url}_emulator/state?after=0&wait=25"
+    failures: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            requests.get(url, timeout=30)
+        except requests.RequestException as exc:  # the stop closed the connection
+            failures.append(exc)
+
+    poll = threading.Thread(target=wait)
+    poll.start()
+    started = time.monotonic()
+    emulator.stop()
+    poll.join(5)
+
+    assert time.monotonic() - started < 3
+    assert not poll.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("", "text/html"),
+        ("index.html", "text/html"),
+        ("static/preview.js", "text/javascript"),
+        ("static/preview.css", "text/css"),
+    ],
+)
+def test_page_and_its_files_are_served_without_a_key(
+    emu: Emulator, path: str, content_type: str
+) -> None:
+    answer = requests.get(emu.url + path, timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith(content_type)
+    assert answer.content
+
+
+@pytest.mark.parametrize(
+    "path", ["static/missing.js", "static/..%2f_preview.py", "static/_preview.py", "nowhere"]
+)
+def test_unknown_page_paths_are_404(emu: Emulator, path: str) -> None:
+    assert requests.get(emu.url + path, timeout=5).status_code == 404
+
+
+def test_page_references_no_remote_resources(emu: Emulator) -> None:
+    for path in ("", "static/preview.js", "static/preview.css"):
+        text = requests.get(emu.url + path, timeout=5).text
+        assert "http://" not in text.replace("http://127.0.0.1", "")
+        assert "https://" not in text
+
+
+# -- timers and dismissal, on a clock the test moves ------------------------------------------
+
+
+@pytest.fixture
+def clocked() -> Iterator[tuple[Emulator, FakeClock]]:
+    clock = FakeClock()
+    with Emulator(KEY, clock=clock) as emulator:
+        yield emulator, clock
+
+
+def test_countdown_elapses_pauses_resumes_and_freezes_at_the_end(
+    clocked: tuple[Emulator, FakeClock],
+) -> None:
+    emu, clock = clocked
+    state = {"title": "Deploy", "type": "timer", "duration_seconds": 600}
+    put(emu, "t", state)
+    clock.now += 30
+    assert only_activity(page_state(emu))["timer"] == {
+        "elapsed": 30.0,
+        "running": True,
+        "counts_down": True,
+        "duration": 600,
+    }
+    put(emu, "t", {"title": "Deploy", "is_running": False})
+    clock.now += 100  # paused: does not count
+    put(emu, "t", {"title": "Deploy", "is_running": True})
+    clock.now += 5
+    assert only_activity(page_state(emu))["timer"]["elapsed"] == 35.0
+    delete(emu, "t")
+    clock.now += 50  # ended: frozen
+    timer = only_activity(page_state(emu))["timer"]
+    assert (timer["elapsed"], timer["running"]) == (35.0, False)
+
+
+def test_sending_duration_restarts_the_window(clocked: tuple[Emulator, FakeClock]) -> None:
+    emu, clock = clocked
+    put(emu, "t", {"title": "Deploy", "type": "timer", "duration_seconds": 600})
+    clock.now += 200
+    put(emu, "t", {"title": "Deploy", "duration_seconds": 300})
+    clock.now += 10
+    timer = only_activity(page_state(emu))["timer"]
+    assert (timer["elapsed"], timer["duration"]) == (10.0, 300)
+
+
+def test_count_up_timer_has_no_duration(clocked: tuple[Emulator, FakeClock]) -> None:
+    emu, clock = clocked
+    put(emu, "t", {"title": "Job", "type": "timer", "counts_down": False})
+    clock.now += 42
+    timer = only_activity(page_state(emu))["timer"]
+    assert timer == {"elapsed": 42.0, "running": True, "counts_down": False, "duration": None}
+
+
+@pytest.mark.parametrize(
+    ("end_state", "delay"),
+    [
+        ({"title": "Job", "message": "m", "auto_dismiss_seconds": 30}, 30.0),
+        ({"title": "Job", "message": "m", "auto_dismiss_minutes": 5}, 300.0),
+        ({"title": "Job", "message": "m"}, 120.0),  # about two minutes by the stream guide
+        (None, 120.0),
+    ],
+)
+def test_ended_activity_is_dismissed_after_its_delay(
+    clocked: tuple[Emulator, FakeClock], end_state: dict[str, Any] | None, delay: float
+) -> None:
+    emu, clock = clocked
+    put(emu, "k", {"title": "Job", "type": "alert", "message": "m"})
+    ended_at = clock.now = clock.now + 7
+    delete(emu, "k", end_state)
+
+    activity = only_activity(page_state(emu))
+    assert (activity["status"], activity["ended_at"]) == ("ended", ended_at)
+    assert activity["dismiss_at"] == ended_at + delay
+    assert activity["dismissed"] is False
+    clock.now += delay
+    assert only_activity(page_state(emu))["dismissed"] is True
+
+
+def test_legacy_end_without_a_delay_uses_the_schema_default(
+    clocked: tuple[Emulator, FakeClock],
+) -> None:
+    emu, _ = clocked
+    started = requests.post(
+        f"{emu.base_url}/live-activity/start",
+        json={"content_state": {"title": "Job", "type": "alert", "message": "hi"}},
+        headers=AUTH,
+        timeout=5,
+    ).json()
+    requests.post(
+        f"{emu.base_url}/live-activity/end",
+        json={
+            "activity_id": started["activity_id"],
+            "content_state": {"title": "Job", "message": "bye"},
+        },
+        headers=AUTH,
+        timeout=5,
+    ).raise_for_status()
+    activity = only_activity(page_state(emu))
+    assert activity["dismiss_at"] - activity["ended_at"] == 180.0
+
+
+# -- ensure_preview() ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_preview(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(preview_module, "_emulator", None)
+    monkeypatch.setattr(preview_module, "_owner_pid", None)
+    monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
+    yield
+    emulator = preview_module._emulator
+    if emulator is not None:
+        emulator.stop()
+
+
+@pytest.mark.usefixtures("no_preview")
+def test_ensure_preview_starts_one_emulator_and_prints_its_page_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base_url = ensure_preview()
+    assert ensure_preview() == base_url
+
+    page = base_url.removesuffix("api")
+    assert capsys.readouterr().err == f"ActivitySmith preview: {page}\n"
+    assert base_url.startswith("http://127.0.0.1:")
+    assert requests.get(base_url + "/health", timeout=5).json()["ok"] is True
+    assert "ActivitySmith preview" in requests.get(page, timeout=5).text
+
+
+@pytest.mark.usefixtures("no_preview")
+def test_ensure_preview_falls_back_to_a_free_port_when_the_asked_one_is_taken(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_url = ensure_preview(port=emu.port)
+    assert base_url != emu.base_url
+    assert requests.get(base_url + "/health", timeout=5).ok
+    capsys.readouterr()
+
+
+@pytest.mark.usefixtures("no_preview")
+def test_activities_sent_to_the_preview_appear_on_its_state(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_url = ensure_preview()
+    capsys.readouterr()
+    monkeypatch.setenv("ACTIVITYSMITH_TRACK_DEBOUNCE", "0")
+    la = live_activity("Preview me", steps=2, base_url=base_url).start()
+    la.step()
+    la.end()
+    assert la.flush(10)
+    assert preview_module._emulator is not None
+    (activity,) = preview_module._emulator.activities.values()
+    assert (activity.state["title"], activity.status) == ("Preview me", "ended")
+
+
+# -- in a real browser -----------------------------------------------------------------------
+
+
+def _browser_or_skip() -> tuple[str, str]:
+    chromium = shutil.which("chromium")
+    chromedriver = shutil.which("chromedriver")
+    if chromium and chromedriver:
+        return chromium, chromedriver
+    missing = " and ".join(
+        name for name, path in (("chromium", chromium), ("chromedriver", chromedriver)) if not path
+    )
+    reason = f"{missing} not installed (apt-get install chromium chromium-driver)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the browser tests, but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium, chromedriver = _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="activitysmith-preview-test-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,900",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(
+    browser: Any, fresh: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, Emulator]]:
+    """The preview page, open on a fresh emulator, with the library pointed at it."""
+    monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", fresh.base_url)
+    monkeypatch.setenv("ACTIVITYSMITH_API_KEY", KEY)
+    monkeypatch.setenv("ACTIVITYSMITH_TRACK_DEBOUNCE", "0")
+    browser.get(fresh.url)
+    wait_until(browser, lambda d: d.find_element("id", "connection").text == "live")
+    # Survives for as long as the page is not reloaded.
+    browser.execute_script("window.notReloaded = true;")
+    yield browser, fresh
+    assert browser.execute_script("return window.notReloaded === true;")
+
+
+def wait_until(driver: Any, condition: Callable[[Any], Any], timeout: float = 10) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def card_of(driver: Any, activity_id: str | None) -> Any:
+    assert activity_id is not None
+    return wait_until(
+        driver,
+        lambda d: d.find_element("css selector", f'.activity[data-activity-id="{activity_id}"]'),
+    )
+
+
+def text_of(card: Any, selector: str) -> str:
+    return str(card.find_element("css selector", selector).get_attribute("textContent"))
+
+
+def count(card: Any, selector: str) -> int:
+    return len(card.find_elements("css selector", selector))
+
+
+@pytest.mark.browser
+def test_page_follows_an_activity_through_steps_and_failure_without_reload(
+    page: tuple[Any, Emulator],
+) -> None:
+    driver, emu = page
+    la = live_activity(
+        "Nightly backup",
+        steps=["Snapshot", "Upload", "Verify"],
+        stream_key="nightly",
+        icon="externaldrive.fill",
+        color="blue",
+    ).start()
+    assert la.flush(10)
+    activity_id = la.activity_id
+    assert activity_id is not None
+    card = card_of(driver, activity_id)
+    assert text_of(card, ".title") == "Nightly backup"
+    assert count(card, ".segment") == 3
+    assert count(card, ".segment.done") == 0
+    assert text_of(card, ".status-pill") == "Live"
+    icon = card.find_element("css selector", ".icon")
+    assert (icon.text, icon.get_attribute("title")) == ("E", "externaldrive.fill")
+
+    la.step()
+    assert la.flush(10)
+    wait_until(driver, lambda d: count(card_of(d, activity_id), ".segment.done") == 1)
+    assert text_of(card_of(driver, activity_id), ".subtitle") == "Snapshot"
+
+    la.step()
+    assert la.flush(10)
+    wait_until(driver, lambda d: count(card_of(d, activity_id), ".segment.done") == 2)
+    assert text_of(card_of(driver, activity_id), ".subtitle") == "Upload"
+
+    refused = put(emu, "nightly", {"title": "Nightly backup", "current_step": 9})
+    assert refused.status_code == 400
+    reason = refused.json()["message"]
+
+    la.fail("disk full")
+    assert la.flush(10)
+    wait_until(driver, lambda d: card_of(d, activity_id).get_attribute("data-status") == "ended")
+    card = card_of(driver, activity_id)
+    assert text_of(card, ".status-pill") == "Ended"
+    assert "disk full" in text_of(card, ".subtitle")
+    assert text_of(card, ".dismissal").startswith("dismissed in ")
+
+    card.find_element("css selector", ".history summary").click()
+    entries = card.find_elements("css selector", ".history li")
+    record = emu.activity(activity_id)
+    assert len(entries) == len(record.history)
+    newest_first = [e.get_attribute("data-endpoint") for e in entries]
+    assert newest_first[0] == "DELETE /live-activity/stream/nightly"
+    assert newest_first[-1] == "PUT /live-activity/stream/nightly"
+    (refused_entry,) = card.find_elements("css selector", ".history li.refused")
+    assert refused_entry.get_attribute("data-status") == "400"
+    assert reason in refused_entry.text
+
+
+@pytest.mark.browser
+def test_page_draws_progress_metrics_and_a_ticking_timer(page: tuple[Any, Emulator]) -> None:
+    driver, _ = page
+    bar = live_activity("Import orders", total=200, color="orange").start()
+    bar.progress(50)
+    tiles = live_activity(
+        "Build farm",
+        metrics=[
+            Metric(label="CPU", value=72, unit="%", color="orange"),
+            Metric(label="Queue", value=18, unit="jobs"),
+        ],
+    ).start()
+    clock = live_activity("Deploy", type="timer", duration_seconds=600).start()
+    long_title = live_activity("A title far too long for a lock screen " * 4, steps=2).start()
+    for la in (bar, tiles, clock, long_title):
+        assert la.flush(10)
+
+    progress = card_of(driver, bar.activity_id)
+    wait_until(
+        driver,
+        lambda d: (
+            progress.find_element("css selector", ".progress-fill").value_of_css_property("width")
+            != "0px"
+        ),
+    )
+    fill = progress.find_element("css selector", ".progress-fill")
+    assert fill.get_attribute("style").startswith("width: 25%")
+    assert text_of(progress, ".progress-label") == "50 / 200"
+
+    metrics = card_of(driver, tiles.activity_id)
+    assert [
+        m.get_attribute("data-label") for m in metrics.find_elements("css selector", ".metric")
+    ] == [
+        "CPU",
+        "Queue",
+    ]
+    assert text_of(metrics, ".metric .metric-number") == "72"
+    assert text_of(metrics, ".metric .metric-unit") == "%"
+
+    timer = card_of(driver, clock.activity_id).find_element("css selector", ".timer")
+    assert timer.get_attribute("data-running") == "true"
+    first = timer.text
+    assert first in ("10:00", "9:59", "9:58")
+    wait_until(driver, lambda d: timer.text != first, timeout=5)  # ticks in the page
+
+    clock.update(is_running=False)
+    assert clock.flush(10)
+    wait_until(
+        driver,
+        lambda d: (
+            card_of(d, clock.activity_id)
+            .find_element("css selector", ".timer")
+            .get_attribute("data-running")
+            == "false"
+        ),
+    )
+
+    title = card_of(driver, long_title.activity_id).find_element("css selector", ".title")
+    assert title.value_of_css_property("text-overflow") == "ellipsis"
+    assert driver.execute_script(
+        "return arguments[0].scrollWidth > arguments[0].clientWidth;", title
+    )
+    for la in (bar, tiles, clock, long_title):
+        la.end()
+        assert la.flush(10)
