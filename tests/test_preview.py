@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -580,3 +582,17 @@ def test_page_draws_progress_metrics_and_a_ticking_timer(page: tuple[Any, Emulat
     for la in (bar, tiles, clock, long_title):
         la.end()
         assert la.flush(10)
+
+
+def test_emulator_command_prints_the_preview_page_address() -> None:
+    command = [sys.executable, "-m", "activitysmith_track.emulator", "--port", "0", "--quiet"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline().decode()
+            assert line.startswith("Preview page: http://127.0.0.1:")
+            answer = requests.get(line.split()[-1], timeout=5)
+            assert "ActivitySmith preview" in answer.text
+        finally:
+            proc.terminate()
+            proc.wait(10)

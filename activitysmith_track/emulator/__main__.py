@@ -1,4 +1,8 @@
-"""Run the emulator from a shell: ``python -m activitysmith_track.emulator --port 8787``."""
+"""Run the emulator from a shell: ``python -m activitysmith_track.emulator --port 8787``.
+
+It prints the API base URL and the address of the preview page, which draws every activity
+it holds as a lock-screen card and follows them live.
+"""
 
 from __future__ import annotations
 
@@ -80,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM ends the process as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     print(f"ActivitySmith emulator listening on {emulator.base_url}", flush=True)
+    # On stderr, so stdout stays "listening on <base URL>" then one line per request.
+    print(f"Preview page: {emulator.url}", file=sys.stderr, flush=True)
     try:
         while not done.wait(0.5):
             pass
