@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -499,6 +500,21 @@ def test_generator_closed_early_ends_as_cancelled(emu: Emulator) -> None:
     assert end["subtitle"] == "Cancelled at orders"
     assert end["current_step"] == 2
     assert end["color"] == "orange"
+
+
+def test_generator_dropped_unfinished_ends_as_cancelled(emu: Emulator) -> None:
+    @tracked_steps("Import", steps=["users", "orders"])
+    def import_all() -> Iterator[str]:
+        yield "users"
+        yield "orders"
+
+    for table in import_all():
+        assert table == "users"
+        break  # the loop drops the generator, which closes it
+
+    gc.collect()
+    _, end = start_and_end(emu)
+    assert end["subtitle"] == "Cancelled at users"
 
 
 def test_exception_thrown_into_generator_fails_the_next_step(emu: Emulator) -> None:
