@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from activitysmith_track import Action, LiveActivity, Metric, live_activity
 from activitysmith_track.emulator import Emulator
 
@@ -65,11 +67,33 @@ def headless_chromium(width: int = WIDTH, height: int = 900) -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def drive_activities() -> list[LiveActivity]:
+def drive_activities(base_url: str) -> list[LiveActivity]:
     """One activity per widget type, left live (or ended) at a telling moment.
 
     The handles are returned because a handle that is garbage collected ends its activity.
     """
+    failed = live_activity(
+        "Warehouse sync",
+        steps=["Extract", "Transform", "Load"],
+        icon="arrow.triangle.2.circlepath",
+        color="blue",
+        auto_dismiss_minutes=5,
+    ).start()
+    failed.step()
+    failed.step()
+    assert failed.flush(10)
+    # A request the emulator refuses shows in the card's history with the reason.
+    requests.post(
+        f"{base_url}/live-activity/update",
+        json={
+            "activity_id": failed.activity_id,
+            "content_state": {"title": "Warehouse sync", "current_step": 7},
+        },
+        headers={"Authorization": "Bearer ask_local_emulator"},
+        timeout=5,
+    )
+    failed.fail("duplicate key in orders_2026")
+
     backup = live_activity(
         "Nightly backup",
         steps=["Snapshot", "Upload to S3", "Verify checksums", "Prune old snapshots"],
@@ -134,17 +158,6 @@ def drive_activities() -> list[LiveActivity]:
         color="green",
     ).start()
 
-    failed = live_activity(
-        "Warehouse sync",
-        steps=["Extract", "Transform", "Load"],
-        icon="arrow.triangle.2.circlepath",
-        color="blue",
-        auto_dismiss_minutes=5,
-    ).start()
-    failed.step()
-    failed.step()
-    failed.fail("duplicate key in orders_2026")
-
     handles = [backup, orders, farm, deploy, alert, revenue, failed]
     for activity in handles:
         activity.flush(10)
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["ACTIVITYSMITH_BASE_URL"] = emu.base_url
         os.environ["ACTIVITYSMITH_TRACK_DEBOUNCE"] = "0"
         os.environ.pop("ACTIVITYSMITH_API_KEY", None)
-        handles = drive_activities()
+        handles = drive_activities(emu.base_url)
         with headless_chromium() as driver:
             from selenium.webdriver.common.by import By
             from selenium.webdriver.support.ui import WebDriverWait
@@ -171,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             WebDriverWait(driver, 10).until(
                 lambda d: len(d.find_elements(By.CSS_SELECTOR, ".activity")) == len(handles)
             )
+            # The oldest card, drawn last, shows its history open.
+            history = driver.find_elements(By.CSS_SELECTOR, ".activity .history summary")
+            history[-1].click()
             # A headless window cannot grow past the screen; resize the viewport instead.
             height = driver.execute_script("return document.documentElement.scrollHeight")
             driver.execute_cdp_cmd(

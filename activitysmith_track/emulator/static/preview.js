@@ -303,7 +303,7 @@
       line.append(el("span", {
         class: "dismissal",
         "data-dismiss-at": activity.dismiss_at,
-        title: `ended ${formatClock(activity.ended_at)} (${activity.end_reason || "ended"})`,
+        "data-ended": `ended at ${formatClock(activity.ended_at)} (${activity.end_reason || "ended"})`,
       }));
     }
     return line;
@@ -389,10 +389,13 @@
       const at = Number(node.dataset.dismissAt);
       const left = at - now;
       const article = node.closest(".activity");
+      const clock = formatClock(at).slice(0, 8);
       if (left > 0) {
-        node.textContent = `dismissed in ${formatDuration(left)} (at ${formatClock(at).slice(0, 8)})`;
+        node.textContent = `dismissed in ${formatDuration(left)}`;
+        node.title = `${node.dataset.ended}; dismissed at ${clock}`;
       } else {
-        node.textContent = `dismissed at ${formatClock(at).slice(0, 8)}`;
+        node.textContent = `dismissed at ${clock}`;
+        node.title = node.dataset.ended;
         article.classList.add("dismissed");
       }
     }
