@@ -348,7 +348,6 @@ class LiveActivity:
         self._started = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._token: contextvars.Token[LiveActivity | None] | None = None
-        self._owner: object | None = None  # the tracked_steps pipeline that made it, if any
 
     def __repr__(self) -> str:
         status = "ended" if self._state.ended else "live" if self._started else "new"

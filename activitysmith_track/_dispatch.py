@@ -203,6 +203,9 @@ class Dispatcher:
         self._client: Client | None = None
         self._closed = False
         rpm = self._settings.requests_per_minute
+        if self._settings.is_local:
+            # The account budget protects a real account; a local emulator has none.
+            rpm = 1_000_000
         self._account = TokenBucket(max(1, rpm // 4), 60.0 / rpm, self._clock())
 
     # -- called on the user's thread -------------------------------------------------------

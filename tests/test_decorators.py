@@ -24,7 +24,6 @@ from activitysmith_track import (
     LiveActivity,
     TrackedSteps,
     ValidationError,
-    configure,
     current_activity,
     tracked_steps,
 )
@@ -41,18 +40,14 @@ def server() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def emu(server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+def emu(server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """The module's emulator, emptied, with the library pointed at it."""
     server.reset()
     monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
     monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", server.base_url)
     monkeypatch.setenv("ACTIVITYSMITH_TRACK_DEBOUNCE", "0")
     monkeypatch.setenv("ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT", "5")
-    # The account budget (60 requests a minute) would pace this module's hundreds of
-    # requests to one a second; the emulator has no such limit.
-    configure(requests_per_minute=60_000)
-    yield server
-    configure(requests_per_minute=None)
+    return server
 
 
 def start_and_end(emu: Emulator) -> tuple[dict[str, Any], dict[str, Any]]:
