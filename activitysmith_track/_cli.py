@@ -24,9 +24,12 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Any, NoReturn
 
 from activitysmith_track._activity import LiveActivity, live_activity
@@ -69,8 +72,31 @@ _INTERPRETER = re.compile(
     r"[0-9.]*(\.exe)?",
 )
 _KEY_HELP = (
-    "The API key is read from $ACTIVITYSMITH_API_KEY only (never an option: ps shows those)."
+    "The API key is read from $ACTIVITYSMITH_API_KEY only: options are visible to every user in ps."
 )
+_RUN_DESCRIPTION = """\
+Run CMD under a Live Activity. Its output passes through unchanged and its exit
+code is ours (128+N when signal N killed it). SIGINT and SIGTERM are forwarded
+to it and end the activity as cancelled; a non-zero exit ends it as failed,
+naming the exit code (or signal) and the last line of stderr. PYTHONUNBUFFERED=1
+is set for CMD so that Python output is not held back in the pipe.
+
+The API key is read from $ACTIVITYSMITH_API_KEY only: options are visible to
+every user in ps."""
+_RUN_EPILOG = """\
+markers (lines CMD prints; they still show unless --hide-markers):
+  ::step::                  begin the next step (named by --step, if given)
+  ::step:: upload archive   begin the next step, named "upload archive"
+  ::progress:: 40/100       40 of 100 done
+  ::progress:: 40           40 of --total done
+  ::progress:: 40%          40 percent done
+  ::metric:: rows=1200      set metrics, e.g. rows=1200, errors=3 (kept by label)
+progress fills the bar with --total or --progress; otherwise the subtitle shows
+it after the current step's name. --marker-regex changes the syntax.
+
+examples:
+  activitysmith-track run --steps 3 -- ./backup.sh
+  activitysmith-track run --total 100 --hide-markers -- python etl.py"""
 
 
 class UsageFailure(Exception):
@@ -168,14 +194,9 @@ def _add_run(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run a command under a Live Activity",
-        description="Run CMD under a Live Activity. Its output passes through unchanged, its "
-        "exit code is ours (128+N when signal N killed it), SIGINT and SIGTERM are forwarded "
-        "to it and end the activity as cancelled, and a non-zero exit ends it as failed with "
-        "the exit code and the last line of stderr. Lines like '::step:: upload', "
-        "'::progress:: 40/100', '::progress:: 40%%' and '::metric:: rows=1200' move the "
-        "activity along. PYTHONUNBUFFERED=1 is set for the command so Python output is not "
-        f"held back in a pipe. {_KEY_HELP}",
-        epilog="example: activitysmith-track run --steps 3 -- ./backup.sh",
+        description=_RUN_DESCRIPTION,
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--title", help="the activity's title (default: the command's name)")
     run.add_argument("--subtitle", help="text under the title until the first step")
@@ -389,23 +410,25 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _cli_logging() -> Iterator[None]:
-    """Show the library's warnings on stderr, prefixed, while the command runs."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-    handler.setLevel(logging.WARNING)
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(handler)
+class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Our warnings on stderr, one line each, prefixed with the program's name."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        self.setLevel(logging.WARNING)
+
+
+def _cli_logging() -> None:
+    """Show the library's warnings on stderr for the rest of the process.
+
+    Left in place on purpose: the library may still warn at exit, after ``main`` returned
+    (an end that could not be delivered in time).
+    """
+    if not any(isinstance(h, _CliHandler) for h in logger.handlers):
+        logger.addHandler(_CliHandler())
     if logger.level == logging.NOTSET or logger.level > logging.WARNING:
         logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
 
 
 def _fail(prog: str, message: str) -> int:
@@ -498,8 +521,28 @@ def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
         print(f"{prog}: cannot run {command[0]}: {exc.strerror}", file=sys.stderr, flush=True)
         return EXIT_NOT_EXECUTABLE
     if started:
-        _finish(activity, outcome, settings)
+        # Ctrl-C or SIGTERM while the end is being delivered stops waiting for it; the exit
+        # code stays the command's.
+        with contextlib.suppress(KeyboardInterrupt), _terminate_interrupts():
+            _finish(activity, outcome, settings)
     return outcome.exit_code
+
+
+@contextlib.contextmanager
+def _terminate_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt for the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _finish(activity: LiveActivity, outcome: RunOutcome, settings: Settings) -> None:
@@ -692,11 +735,11 @@ def _script(path: str, args: list[str], prog: str) -> int:
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    with _cli_logging():
-        try:
-            return _main(args_list, prog)
-        except KeyboardInterrupt:
-            return 130
+    _cli_logging()
+    try:
+        return _main(args_list, prog)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _main(argv: list[str], prog: str) -> int:

@@ -75,6 +75,7 @@ class StreamPump:
         self._overflow = False  # inside a line too long to be a marker
         self.last_line: str | None = None
         self.broken = False
+        self._detached = False
 
     def feed(self, chunk: bytes) -> None:
         """Take the next bytes the child wrote."""
@@ -127,7 +128,7 @@ class StreamPump:
 
     def _write(self, data: bytes) -> None:
         sink = self._sink
-        if sink is None or self.broken:
+        if sink is None or self.broken or self._detached:
             return
         try:
             sink.write(data)
@@ -136,6 +137,10 @@ class StreamPump:
             # Whoever reads our output went away (``| head``): stop writing, and let the pump
             # close the child's pipe so the child sees the same broken pipe it would see alone.
             self.broken = True
+
+    def detach(self) -> None:
+        """Write nothing more (we are exiting while a leftover process still holds the pipe)."""
+        self._detached = True
 
     def pump(self, fd: int) -> None:
         """Read ``fd`` until the end of output (or a broken sink); always closes ``fd``."""
@@ -288,6 +293,9 @@ def run_child(
         deadline = time.monotonic() + _DRAIN_GRACE
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        # Writing from a daemon thread while the interpreter shuts down can crash it.
+        out_pump.detach()
+        err_pump.detach()
     killed_by = -returncode if returncode < 0 else None
     return RunOutcome(
         exit_code=128 + killed_by if killed_by is not None else returncode,
