@@ -189,6 +189,7 @@ class _State:
         self.outcome: Outcome | None = None
         self.pid = os.getpid()
         self.hand_on = False
+        self.current_name: str | None = None
 
     @property
     def kind(self) -> ActivityType:
@@ -232,6 +233,8 @@ class _State:
         return f"after {_format_elapsed(time.monotonic() - self.started_at)}"
 
     def step_name(self) -> str | None:
+        if self.current_name is not None:  # the name given to step() wins over the plan
+            return self.current_name
         step = self.fields.get("current_step") or 0
         names = self.step_names
         if names is not None and 0 < step <= len(names):
@@ -632,6 +635,7 @@ class LiveActivity:
                     logger.debug("%r: step %d grows number_of_steps", self._title, step)
                     fields["number_of_steps"] = step
                 fields["current_step"] = step
+                state.current_name = name
                 if name is None and state.step_names and step <= len(state.step_names):
                     name = state.step_names[step - 1]
             subtitle = name if name is not None else state.base_subtitle
@@ -836,6 +840,7 @@ def live_activity(
     flush_timeout: float | None = None,
     api_key: str | None = None,
     base_url: str | None = None,
+    preview: bool | None = None,
     settings: Settings | None = None,
     **fields: Any,
 ) -> LiveActivity:
@@ -959,8 +964,14 @@ def live_activity(
         "api_key": api_key,
         "base_url": base_url,
         "show_error_message": show_error_message,
+        "preview": preview,
     }
     resolved = settings if settings is not None else resolve_settings(options)
+    if resolved.preview:
+        # Imported only when asked for: it brings the emulator's HTTP server along.
+        from activitysmith_track._preview import with_preview
+
+        resolved = with_preview(resolved)
     looks = {
         Outcome.SUCCESS: on_success or DEFAULT_SUCCESS,
         Outcome.FAILURE: on_failure or DEFAULT_FAILURE,

@@ -116,6 +116,7 @@ class Channel:
         "started",
         "stream_key",
         "urgent",
+        "waited",
     )
 
     def __init__(
@@ -146,6 +147,7 @@ class Channel:
         self.done_event = threading.Event()
         self.busy = False  # a request of this channel is on the wire
         self.urgent = False  # someone waits in flush(): skip the debounce
+        self.waited = False  # a flush already waited its full timeout for the end
         self.last_sent: Payload | None = None
         self.last_operation: str | None = None
         self.errors: list[ActivitySmithTrackError] = []
@@ -255,6 +257,9 @@ class Dispatcher:
                 ):
                     remaining = deadline - self._clock()
                     if remaining <= 0:
+                        # Someone already waited flush_timeout for this end: the exit
+                        # flush does not wait for it a second time.
+                        channel.waited = channel.end_payload is not None
                         return False
                     self._cond.wait(remaining)
                 return True
@@ -272,7 +277,11 @@ class Dispatcher:
                 self._drain_inline(deadline)
             with self._cond:
                 while True:
-                    pending = [c for c in self._channels if c.end_payload and not c.done]
+                    pending = [
+                        c
+                        for c in self._channels
+                        if c.end_payload is not None and not c.done and not c.waited
+                    ]
                     remaining = deadline - self._clock()
                     if not pending or remaining <= 0:
                         return len(pending)
