@@ -37,3 +37,24 @@ def test_example_runs_against_an_emulator(name: str) -> None:
     assert lines.index(start[0]) < lines.index(end[0])
     assert "color='green'" in end[0]
     assert "Traceback" not in done.stderr
+
+
+def test_pipeline_of_processes_shares_one_stream() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACTIVITYSMITH_", "PYTEST_"))}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pipeline_processes.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "/live-activity/stream/" in line]
+    assert all("/stream/nightly-etl -> 200" in line for line in lines)
+    assert [line.split()[0] for line in lines].count("DELETE") == 1
+    assert lines[-1].startswith("DELETE")
+    assert "step 3/3" in lines[-1]
+    assert "color='green'" in lines[-1]
+    for step in ("extract", "transform", "load"):
+        assert any(f"subtitle={step!r}" in line for line in lines), step
