@@ -11,9 +11,12 @@ import os
 import sys
 import threading
 
+import attrs
+
+from activitysmith_track._config import DEFAULT_BASE_URL, Settings
 from activitysmith_track.emulator import Emulator
 
-__all__ = ["ensure_preview"]
+__all__ = ["ensure_preview", "with_preview"]
 
 _lock = threading.Lock()
 _emulator: Emulator | None = None
@@ -45,3 +48,20 @@ def ensure_preview(*, port: int = 0) -> str:
         sys.stderr.write(f"ActivitySmith preview: {emulator.url}\n")
         sys.stderr.flush()
         return emulator.base_url
+
+
+def with_preview(settings: Settings) -> Settings:
+    """``settings`` pointed at the preview emulator when they ask for a preview and could
+    not reach the service anyway; otherwise ``settings`` unchanged.
+
+    A preview needs ``preview`` on, no API key, tracking enabled, and the default base URL
+    (a base URL the user chose, such as their own emulator, wins).
+    """
+    if (
+        not settings.preview
+        or settings.api_key
+        or settings.disabled
+        or settings.base_url != DEFAULT_BASE_URL
+    ):
+        return settings
+    return attrs.evolve(settings, base_url=ensure_preview())

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import requests
 
-from activitysmith_track import Metric, live_activity
+from activitysmith_track import LiveActivity, Metric, live_activity
 from activitysmith_track import _preview as preview_module
-from activitysmith_track._preview import ensure_preview
+from activitysmith_track._config import EMULATOR_API_KEY, Settings
+from activitysmith_track._preview import ensure_preview, with_preview
 from activitysmith_track.emulator import Emulator
 
 KEY = "ask_test"
@@ -375,7 +376,38 @@ def test_activities_sent_to_the_preview_appear_on_its_state(
     assert (activity.state["title"], activity.status) == ("Preview me", "ended")
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(),
+        Settings(preview=True, api_key="ask_real"),
+        Settings(preview=True, disabled=True),
+        Settings(preview=True, base_url="http://127.0.0.1:8787/api"),
+    ],
+    ids=["preview-off", "api-key-set", "disabled", "own-base-url"],
+)
+@pytest.mark.usefixtures("no_preview")
+def test_with_preview_leaves_settings_alone_unless_a_preview_is_wanted_and_possible(
+    settings: Settings,
+) -> None:
+    assert with_preview(settings) is settings
+    assert preview_module._emulator is None
+
+
+@pytest.mark.usefixtures("no_preview")
+def test_with_preview_points_keyless_settings_at_the_preview_emulator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = with_preview(Settings(preview=True))
+    assert preview_module._emulator is not None
+    assert settings.base_url == preview_module._emulator.base_url
+    assert settings.effective_api_key == EMULATOR_API_KEY
+    capsys.readouterr()
+
+
 # -- in a real browser -----------------------------------------------------------------------
+# The page redraws a card whenever its activity changes, so every check finds its elements
+# afresh inside a wait instead of holding on to them.
 
 
 def _browser_or_skip() -> tuple[str, str]:
@@ -422,49 +454,75 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+class Page:
+    """The preview page open in the browser, with waits that re-find what they check."""
+
+    def __init__(self, driver: Any, emu: Emulator) -> None:
+        self.driver = driver
+        self.emu = emu
+
+    def wait(self, condition: Callable[[], Any], timeout: float = 10) -> Any:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.05,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(lambda _: condition())
+
+    def card(self, activity_id: str | None) -> Any:
+        assert activity_id is not None
+        selector = f'.activity[data-activity-id="{activity_id}"]'
+        return self.driver.find_element("css selector", selector)
+
+    def text(self, activity_id: str | None, selector: str) -> str:
+        element = self.card(activity_id).find_element("css selector", selector)
+        return str(element.get_attribute("textContent"))
+
+    def count(self, activity_id: str | None, selector: str) -> int:
+        return len(self.card(activity_id).find_elements("css selector", selector))
+
+    def attribute(self, activity_id: str | None, selector: str, name: str) -> str | None:
+        element = self.card(activity_id).find_element("css selector", selector)
+        value = element.get_attribute(name)
+        return None if value is None else str(value)
+
+
 @pytest.fixture
-def page(
-    browser: Any, fresh: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Any, Emulator]]:
+def page(browser: Any, fresh: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
     """The preview page, open on a fresh emulator, with the library pointed at it."""
     monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", fresh.base_url)
     monkeypatch.setenv("ACTIVITYSMITH_API_KEY", KEY)
     monkeypatch.setenv("ACTIVITYSMITH_TRACK_DEBOUNCE", "0")
     browser.get(fresh.url)
-    wait_until(browser, lambda d: d.find_element("id", "connection").text == "live")
+    opened = Page(browser, fresh)
+    opened.wait(lambda: browser.find_element("id", "connection").text == "live")
     # Survives for as long as the page is not reloaded.
     browser.execute_script("window.notReloaded = true;")
-    yield browser, fresh
+    yield opened
     assert browser.execute_script("return window.notReloaded === true;")
 
 
-def wait_until(driver: Any, condition: Callable[[Any], Any], timeout: float = 10) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
-
-
-def card_of(driver: Any, activity_id: str | None) -> Any:
-    assert activity_id is not None
-    return wait_until(
-        driver,
-        lambda d: d.find_element("css selector", f'.activity[data-activity-id="{activity_id}"]'),
-    )
-
-
-def text_of(card: Any, selector: str) -> str:
-    return str(card.find_element("css selector", selector).get_attribute("textContent"))
-
-
-def count(card: Any, selector: str) -> int:
-    return len(card.find_elements("css selector", selector))
+@pytest.fixture
+def handles() -> Iterator[list[LiveActivity]]:
+    """Activities a test started; ended afterwards even when the test failed."""
+    started: list[LiveActivity] = []
+    yield started
+    for la in started:
+        if not la.ended:
+            la.end()
+        la.flush(5)
 
 
 @pytest.mark.browser
 def test_page_follows_an_activity_through_steps_and_failure_without_reload(
-    page: tuple[Any, Emulator],
+    page: Page, handles: list[LiveActivity]
 ) -> None:
-    driver, emu = page
     la = live_activity(
         "Nightly backup",
         steps=["Snapshot", "Upload", "Verify"],
@@ -472,56 +530,54 @@ def test_page_follows_an_activity_through_steps_and_failure_without_reload(
         icon="externaldrive.fill",
         color="blue",
     ).start()
+    handles.append(la)
     assert la.flush(10)
-    activity_id = la.activity_id
-    assert activity_id is not None
-    card = card_of(driver, activity_id)
-    assert text_of(card, ".title") == "Nightly backup"
-    assert count(card, ".segment") == 3
-    assert count(card, ".segment.done") == 0
-    assert text_of(card, ".status-pill") == "Live"
-    icon = card.find_element("css selector", ".icon")
-    assert (icon.text, icon.get_attribute("title")) == ("E", "externaldrive.fill")
+    activity = la.activity_id
+    page.wait(lambda: page.text(activity, ".title") == "Nightly backup")
+    assert page.count(activity, ".segment") == 3
+    assert page.count(activity, ".segment.done") == 0
+    assert page.text(activity, ".status-pill") == "Live"
+    assert page.text(activity, ".icon") == "E"
+    assert page.attribute(activity, ".icon", "title") == "externaldrive.fill"
 
     la.step()
     assert la.flush(10)
-    wait_until(driver, lambda d: count(card_of(d, activity_id), ".segment.done") == 1)
-    assert text_of(card_of(driver, activity_id), ".subtitle") == "Snapshot"
+    page.wait(lambda: page.count(activity, ".segment.done") == 1)
+    page.wait(lambda: page.text(activity, ".subtitle") == "Snapshot")
 
     la.step()
     assert la.flush(10)
-    wait_until(driver, lambda d: count(card_of(d, activity_id), ".segment.done") == 2)
-    assert text_of(card_of(driver, activity_id), ".subtitle") == "Upload"
+    page.wait(lambda: page.count(activity, ".segment.done") == 2)
+    page.wait(lambda: page.text(activity, ".subtitle") == "Upload")
 
-    refused = put(emu, "nightly", {"title": "Nightly backup", "current_step": 9})
+    refused = put(page.emu, "nightly", {"title": "Nightly backup", "current_step": 9})
     assert refused.status_code == 400
     reason = refused.json()["message"]
 
     la.fail("disk full")
     assert la.flush(10)
-    wait_until(driver, lambda d: card_of(d, activity_id).get_attribute("data-status") == "ended")
-    card = card_of(driver, activity_id)
-    assert text_of(card, ".status-pill") == "Ended"
-    assert "disk full" in text_of(card, ".subtitle")
-    assert text_of(card, ".dismissal").startswith("dismissed in ")
+    page.wait(lambda: page.attribute(activity, ".status-pill", "textContent") == "Ended")
+    assert page.card(activity).get_attribute("data-status") == "ended"
+    assert "disk full" in page.text(activity, ".subtitle")
+    page.wait(lambda: page.text(activity, ".dismissal").startswith("dismissed in "))
 
-    card.find_element("css selector", ".history summary").click()
-    entries = card.find_elements("css selector", ".history li")
-    record = emu.activity(activity_id)
-    assert len(entries) == len(record.history)
+    page.card(activity).find_element("css selector", ".history summary").click()
+    record = page.emu.activity(str(activity))
+    page.wait(lambda: page.count(activity, ".history li") == len(record.history))
+    entries = page.card(activity).find_elements("css selector", ".history li")
     newest_first = [e.get_attribute("data-endpoint") for e in entries]
     assert newest_first[0] == "DELETE /live-activity/stream/nightly"
     assert newest_first[-1] == "PUT /live-activity/stream/nightly"
-    (refused_entry,) = card.find_elements("css selector", ".history li.refused")
+    (refused_entry,) = page.card(activity).find_elements("css selector", ".history li.refused")
     assert refused_entry.get_attribute("data-status") == "400"
     assert reason in refused_entry.text
 
 
 @pytest.mark.browser
-def test_page_draws_progress_metrics_and_a_ticking_timer(page: tuple[Any, Emulator]) -> None:
-    driver, _ = page
+def test_page_draws_progress_metrics_and_a_ticking_timer(
+    page: Page, handles: list[LiveActivity]
+) -> None:
     bar = live_activity("Import orders", total=200, color="orange").start()
-    bar.progress(50)
     tiles = live_activity(
         "Build farm",
         metrics=[
@@ -531,57 +587,42 @@ def test_page_draws_progress_metrics_and_a_ticking_timer(page: tuple[Any, Emulat
     ).start()
     clock = live_activity("Deploy", type="timer", duration_seconds=600).start()
     long_title = live_activity("A title far too long for a lock screen " * 4, steps=2).start()
-    for la in (bar, tiles, clock, long_title):
+    handles.extend((bar, tiles, clock, long_title))
+    bar.progress(50)
+    for la in handles:
         assert la.flush(10)
 
-    progress = card_of(driver, bar.activity_id)
-    wait_until(
-        driver,
-        lambda d: (
-            progress.find_element("css selector", ".progress-fill").value_of_css_property("width")
-            != "0px"
-        ),
-    )
-    fill = progress.find_element("css selector", ".progress-fill")
-    assert fill.get_attribute("style").startswith("width: 25%")
-    assert text_of(progress, ".progress-label") == "50 / 200"
+    progress = bar.activity_id
+    page.wait(lambda: page.text(progress, ".progress-label") == "50 / 200")
+    style = page.attribute(progress, ".progress-fill", "style") or ""
+    assert style.startswith("width: 25%")
 
-    metrics = card_of(driver, tiles.activity_id)
-    assert [
-        m.get_attribute("data-label") for m in metrics.find_elements("css selector", ".metric")
-    ] == [
-        "CPU",
-        "Queue",
+    metrics = tiles.activity_id
+    page.wait(lambda: page.count(metrics, ".metric") == 2)
+    labels = [
+        m.get_attribute("data-label")
+        for m in page.card(metrics).find_elements("css selector", ".metric")
     ]
-    assert text_of(metrics, ".metric .metric-number") == "72"
-    assert text_of(metrics, ".metric .metric-unit") == "%"
+    assert labels == ["CPU", "Queue"]
+    assert page.text(metrics, ".metric .metric-number") == "72"
+    assert page.text(metrics, ".metric .metric-unit") == "%"
 
-    timer = card_of(driver, clock.activity_id).find_element("css selector", ".timer")
-    assert timer.get_attribute("data-running") == "true"
-    first = timer.text
+    clock_id = clock.activity_id
+    page.wait(lambda: page.attribute(clock_id, ".timer", "data-running") == "true")
+    first = page.text(clock_id, ".timer")
     assert first in ("10:00", "9:59", "9:58")
-    wait_until(driver, lambda d: timer.text != first, timeout=5)  # ticks in the page
+    page.wait(lambda: page.text(clock_id, ".timer") != first, timeout=5)  # ticks in the page
 
     clock.update(is_running=False)
     assert clock.flush(10)
-    wait_until(
-        driver,
-        lambda d: (
-            card_of(d, clock.activity_id)
-            .find_element("css selector", ".timer")
-            .get_attribute("data-running")
-            == "false"
-        ),
-    )
+    page.wait(lambda: page.attribute(clock_id, ".timer", "data-running") == "false")
+    assert "paused" in page.text(clock_id, ".timer-label")
 
-    title = card_of(driver, long_title.activity_id).find_element("css selector", ".title")
+    title = page.card(long_title.activity_id).find_element("css selector", ".title")
     assert title.value_of_css_property("text-overflow") == "ellipsis"
-    assert driver.execute_script(
+    assert page.driver.execute_script(
         "return arguments[0].scrollWidth > arguments[0].clientWidth;", title
     )
-    for la in (bar, tiles, clock, long_title):
-        la.end()
-        assert la.flush(10)
 
 
 def test_emulator_command_prints_the_preview_page_address() -> None:

@@ -31,6 +31,8 @@
 
   // Which history lists the reader opened; they stay open across redraws.
   const openHistories = new Set();
+  // Activity id -> {key: its data as JSON, node: its element}, from the last drawing.
+  let drawn = new Map();
   // Server time and page time at the last answer, so timers tick between answers.
   let serverNow = 0;
   let receivedAt = performance.now();
@@ -372,7 +374,18 @@
   function render(data) {
     serverNow = data.now;
     receivedAt = performance.now();
-    container.replaceChildren(...data.activities.map(activityNode));
+    // Cards whose data did not change keep their element, so nothing under the reader's
+    // pointer (or a test's reference) is swapped out needlessly.
+    const next = new Map();
+    const nodes = data.activities.map((activity) => {
+      const key = JSON.stringify(activity);
+      const known = drawn.get(activity.id);
+      const node = known && known.key === key ? known.node : activityNode(activity);
+      next.set(activity.id, { key, node });
+      return node;
+    });
+    drawn = next;
+    container.replaceChildren(...nodes);
     emptyNote.hidden = data.activities.length > 0;
     requestList.replaceChildren(...data.requests.map(requestItem));
     requestCount.textContent = String(data.requests.length);
