@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -353,3 +356,61 @@ def test_fork_child_starts_clean_and_never_resends_the_parents_queue(emulator: E
     assert titles.count(("end", "Child")) == 1
     parent_record = emulator.activity(parent.activity_id or "")
     assert parent_record.state["current_step"] == 3
+
+
+def test_no_thread_starts_until_first_use(emulator: Emulator) -> None:
+    script = textwrap.dedent(
+        """
+        import threading
+        import activitysmith_track
+        from activitysmith_track import live_activity
+        la = live_activity("Lazy", steps=2)
+        la.step("a")
+        before = threading.active_count()
+        la.start()
+        la.end()
+        la.flush(5)
+        print(before, threading.active_count() > before)
+        """
+    )
+    env = {"ACTIVITYSMITH_BASE_URL": emulator.base_url, "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_after_a_dropped_handle_prints_nothing(emulator: Emulator) -> None:
+    script = textwrap.dedent(
+        """
+        import gc, os
+        from activitysmith_track import live_activity
+        la = live_activity("Dropped", steps=2).start()
+        la.step("a")
+        del la
+        gc.collect()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """
+    )
+    env = {"ACTIVITYSMITH_BASE_URL": emulator.base_url, "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stderr == ""
+    assert [r.path.rsplit("/", 1)[-1] for r in api(emulator)].count("end") == 1
