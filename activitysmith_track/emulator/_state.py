@@ -461,6 +461,11 @@ class EmulatorState:
             )
         return activity
 
+    def _already_ended(self, activity: _Activity, now: float) -> Answer:
+        # A repeated update or end of an ended activity has no effect, as the contract says.
+        body = {**self._common(activity.id, now), "ignored": True}
+        return Answer(200, {**body, "message": "Live Activity already ended"})
+
     def _update(self, request: dict[str, Any], _key: str, now: float, ctx: _Context) -> Answer:
         activity = self._known(request)
         if isinstance(activity, Answer):
@@ -469,15 +474,7 @@ class EmulatorState:
         if isinstance(checked, Answer):
             return self._note(activity, ctx, checked, now)
         if activity.status == "ended":
-            answer = Answer(
-                200,
-                {
-                    **self._common(activity.id, now),
-                    "ignored": True,
-                    "message": "Live Activity already ended",
-                },
-            )
-            return self._note(activity, ctx, answer, now)
+            return self._note(activity, ctx, self._already_ended(activity, now), now)
         self._apply(activity, checked, request)
         activity.update_count += 1
         answer = Answer(200, {**self._common(activity.id, now), **self._delivery(activity)})
@@ -491,15 +488,7 @@ class EmulatorState:
         if isinstance(checked, Answer):
             return self._note(activity, ctx, checked, now)
         if activity.status == "ended":
-            answer = Answer(
-                200,
-                {
-                    **self._common(activity.id, now),
-                    "ignored": True,
-                    "message": "Live Activity already ended",
-                },
-            )
-            return self._note(activity, ctx, answer, now)
+            return self._note(activity, ctx, self._already_ended(activity, now), now)
         self._apply(activity, checked, request)
         self._end(activity, reason="ended")
         activity.auto_dismiss = _auto_dismiss(checked)
