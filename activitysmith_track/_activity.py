@@ -207,6 +207,11 @@ class _State:
             shown = f"{self.count:,g}" if self.total is None else f"{self.count:,g}/{self.total:,g}"
             base = fields.get("subtitle")
             fields["subtitle"] = f"{base} · {shown}" if base else shown
+        if kind is ActivityType.TIMER and "duration_seconds" in fields:
+            # Sending duration_seconds restarts a countdown from the request's time, so every
+            # request carries the seconds left: the countdown keeps its end moment.
+            left = fields["duration_seconds"] - (time.monotonic() - self.started_at)
+            fields["duration_seconds"] = max(1.0, round(left, 1))
         return fields
 
     def snapshot(self) -> Payload:
@@ -905,10 +910,8 @@ def live_activity(
             kind = ActivityType.PROGRESS
         elif metrics is not None:
             kind = ActivityType.METRICS
-        elif "duration_seconds" in fields:
-            kind = ActivityType.TIMER
         else:
-            kind = ActivityType.TIMER
+            kind = ActivityType.TIMER  # counting up, or down with duration_seconds=
     elif isinstance(type, ActivityType):
         kind = type
     elif isinstance(type, str):

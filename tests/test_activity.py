@@ -191,6 +191,23 @@ def test_no_steps_gives_an_elapsed_timer(emu: Emulator) -> None:
     assert end["is_running"] is False
 
 
+def test_countdown_keeps_its_end_moment_across_updates(emu: Emulator) -> None:
+    with live_activity("Deploy", duration_seconds=600) as la:
+        la.flush()
+        time.sleep(0.3)
+        la.update(subtitle="canary")
+        la.flush()
+    start = last_body(emu, "start")["content_state"]
+    assert start["type"] == "timer"
+    assert 599 <= start["duration_seconds"] <= 600
+    update = last_body(emu, "update")["content_state"]
+    # Re-sending the full 600 s would restart the countdown; the seconds left keep its end.
+    assert 598 <= update["duration_seconds"] <= 599.8
+    end = last_body(emu, "end")["content_state"]
+    assert "duration_seconds" not in end
+    assert end["is_running"] is False
+
+
 def test_total_gives_progress_and_track_counts(emu: Emulator) -> None:
     rows = list(range(40))
     seen = []
