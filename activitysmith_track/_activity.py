@@ -328,7 +328,14 @@ def _at_exit() -> None:
         logger.warning("%d Live Activity end(s) could not be delivered before exit", left)
 
 
+def _reset_after_fork() -> None:
+    # A lock held by another thread at the fork would never be released in the child.
+    global _finalizers_lock
+    _finalizers_lock = threading.Lock()
+
+
 atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class LiveActivity:
