@@ -95,6 +95,11 @@ class _BearerAuth(requests.auth.AuthBase):
         """``text`` with any copy of the key replaced, for excerpts of server answers."""
         return text.replace(self._key, "***") if self._key else text
 
+    def redact_bytes(self, content: bytes) -> bytes:
+        """``content`` with any copy of the key replaced, before it is parsed or kept."""
+        key = self._key.encode()
+        return content.replace(key, b"***") if key and key in content else content
+
 
 def _resolve_api_key(api_key: str | None) -> str:
     if api_key is not None and not isinstance(api_key, str):
@@ -407,7 +412,9 @@ class Client:
         attempt: int,
     ) -> Result:
         status = response.status_code
-        content = response.content or b""
+        # Redact first: whatever the server echoes (an error message, a body) may end up in
+        # an exception, a log line or a Result, and none of them may show the key.
+        content = self._auth.redact_bytes(response.content or b"")
         parsed = _parse_json(content)
         if 200 <= status < 300:
             if not isinstance(parsed, dict):

@@ -13,6 +13,7 @@ import requests
 from activitysmith_track._client import Client, Result
 from activitysmith_track._errors import (
     ActivitySmithTrackError,
+    APIError,
     ArgumentTypeError,
     AuthenticationError,
     ConfigurationError,
@@ -740,3 +741,19 @@ def test_a_session_passed_in_is_left_open(emu: Emulator) -> None:
         pass
     assert closed == []
     session.close()
+
+
+def test_key_echoed_in_a_json_error_body_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "ask_echoed_secret_987"
+    with Emulator(api_key=secret) as emu:
+        emu.add_fault(
+            Fault.status(400, body={"error": "Bad", "message": f"bad key Bearer {secret}"}),
+            path="/live-activity/start",
+        )
+        caplog.set_level(logging.DEBUG)
+        with Client(secret, base_url=emu.base_url) as client, pytest.raises(APIError) as caught:
+            client.start(ContentState(title="x", type="timer", counts_down=False))
+    error = caught.value
+    shown = str(error) + repr(error) + str(error.message) + repr(error.body) + caplog.text
+    assert secret not in shown
+    assert "***" in str(error.message)
