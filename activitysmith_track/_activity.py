@@ -446,7 +446,7 @@ class LiveActivity:
                 )
             return None
         return get_dispatcher(settings).open(
-            self._state, label=self._title, stream_key=self._stream_key
+            self._state, label=self._title, stream_key=self._stream_key, settings=settings
         )
 
     def _finish(

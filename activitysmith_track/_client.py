@@ -187,7 +187,8 @@ class Client:
     ``api_key`` falls back to ``$ACTIVITYSMITH_API_KEY`` and ``base_url`` to
     ``$ACTIVITYSMITH_BASE_URL``, then to the public API. ``timeout`` is seconds, or a
     ``(connect, read)`` pair, for every request. ``sleep`` and ``clock`` are what retries wait
-    with and measure ``max_elapsed`` and deadlines on; tests inject fakes. A ``session`` passed
+    with and measure ``max_elapsed`` and deadlines on; tests inject fakes. ``on_retry_after``
+    is told of every wait a 429 named (it concerns the whole account). A ``session`` passed
     in is used as is and left open by :meth:`close`. Use one client from one thread at a time:
     requests does not promise that a Session is thread-safe.
 
@@ -211,6 +212,7 @@ class Client:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         user_agent_suffix: str | None = None,
+        on_retry_after: Callable[[float], None] | None = None,
     ) -> None:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ArgumentTypeError("retry", "a RetryPolicy", retry)
@@ -222,6 +224,7 @@ class Client:
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
         self._clock = clock
+        self._on_retry_after = on_retry_after
         # Only a User-Agent identifies us. The official SDK's X-ActivitySmith-SDK header names
         # that SDK and its version; sending it from a different library would misreport which
         # client made the request, and no source says the server needs it.
@@ -339,7 +342,12 @@ class Client:
         data = _encode(body)
         request = RequestInfo(method, path, body)
         retrying = build_retrying(
-            self._retry, op, sleep=self._sleep, clock=self._clock, deadline=deadline
+            self._retry,
+            op,
+            sleep=self._sleep,
+            clock=self._clock,
+            deadline=deadline,
+            on_retry_after=self._on_retry_after,
         )
         attempts = 0
 

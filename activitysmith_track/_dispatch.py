@@ -42,6 +42,13 @@ logger = logging.getLogger("activitysmith_track")
 _KNOWN_OPERATIONS = frozenset({"started", "updated", "rotated", "noop", "paused", "ended"})
 
 
+# Builds the worker's client from the settings, its retry sleep and clock, and the hook
+# that hears of a 429's Retry-After (a seam for tests).
+ClientFactory = Callable[
+    [Settings, Callable[[float], None], Callable[[], float], Callable[[float], None]], Client
+]
+
+
 class Source(Protocol):
     """Where the worker reads an activity's newest state when it is ready to send it."""
 
@@ -84,6 +91,10 @@ class _Job(enum.Enum):
 
 class _Interrupted(Exception):
     """Raised inside a retry wait that would run past the shutdown deadline."""
+
+
+class _Superseded(Exception):
+    """Raised inside an update's retry wait once the activity's end is queued."""
 
 
 class Channel:
@@ -187,8 +198,7 @@ class Dispatcher:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
-        client_factory: Callable[[Settings, Callable[[float], None], Callable[[], float]], Client]
-        | None = None,
+        client_factory: ClientFactory | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -196,8 +206,12 @@ class Dispatcher:
         self._setup()
 
     def _setup(self) -> None:
-        # Also called in a forked child: fresh locks, no worker, nothing queued.
-        self._cond = threading.Condition(threading.Lock())
+        # Also called in a forked child: fresh locks, no worker, nothing queued. Reentrant,
+        # because garbage collection can run a dropped handle's finalizer (which ends its
+        # activity through this lock) on a thread that already holds it.
+        self._cond = threading.Condition(threading.RLock())
+        self._paused_until = 0.0  # a 429's Retry-After holds back every request
+        self._active: tuple[Channel, _Job] | None = None
         self._channels: list[Channel] = []
         self._thread: threading.Thread | None = None
         self._shutdown_at: float | None = None
@@ -212,14 +226,25 @@ class Dispatcher:
 
     # -- called on the user's thread -------------------------------------------------------
 
-    def open(self, source: Source, *, label: str, stream_key: str | None = None) -> Channel:
-        """Register a new activity; its start is sent as soon as the worker gets to it."""
+    def open(
+        self,
+        source: Source,
+        *,
+        label: str,
+        stream_key: str | None = None,
+        settings: Settings | None = None,
+    ) -> Channel:
+        """Register a new activity; its start is sent as soon as the worker gets to it.
+
+        ``settings`` give the activity's own debounce, update budget and flush timeout (the
+        dispatcher's by default).
+        """
         channel = Channel(
             self,
             source,
             label=label,
             stream_key=stream_key,
-            settings=self._settings,
+            settings=settings or self._settings,
             now=self._clock(),
         )
         with self._cond:
@@ -347,7 +372,7 @@ class Dispatcher:
     def _next(self, now: float) -> tuple[Channel | None, _Job, float]:
         """Pick the job due first: a start, an end, or an update within its budget."""
         best: tuple[Channel | None, _Job, float] = (None, _Job.UPDATE, float("inf"))
-        account = self._account.ready_at(now)
+        account = max(self._account.ready_at(now), self._paused_until)
         for channel in self._channels:
             if channel.done:
                 continue
@@ -371,6 +396,7 @@ class Dispatcher:
 
     def _claim(self, channel: Channel, job: _Job, now: float) -> None:
         channel.busy = True
+        self._active = (channel, job)
         self._account.take(now)
         if job is _Job.START:
             channel.pending_start = False
@@ -394,11 +420,14 @@ class Dispatcher:
         finally:
             with self._cond:
                 channel.busy = False
+                self._active = None
                 self._cond.notify_all()
 
     def _client_for_worker(self) -> Client:
         if self._client is None:
-            self._client = self._client_factory(self._settings, self._retry_sleep, self._clock)
+            self._client = self._client_factory(
+                self._settings, self._retry_sleep, self._clock, self._pause_for
+            )
         return self._client
 
     def _deadline(self) -> float | None:
@@ -438,6 +467,8 @@ class Dispatcher:
             else:
                 assert channel.activity_id is not None
                 result = client.update(channel.activity_id, payload, deadline=self._deadline())
+        except _Superseded:
+            return  # the end, queued meanwhile, carries a newer state
         except ActivitySmithTrackError as exc:
             self._failed(channel, _Job.UPDATE, exc)
             return
@@ -541,16 +572,37 @@ class Dispatcher:
             logger.debug("Live Activity %r: %s failed: %s", channel.label, job.value, reason)
 
     def _retry_sleep(self, seconds: float) -> None:
-        """The wait between retries: ends early, by raising, when it would pass shutdown."""
+        """The wait between retries. Ends early, by raising, when it would pass shutdown, or
+        when it only delays a stale update that the end, queued meanwhile, replaces."""
         until = self._clock() + seconds
         with self._cond:
             while True:
                 if self._shutdown_at is not None and until > self._shutdown_at:
                     raise _Interrupted("retry wait would pass the flush deadline")
+                active = self._active
+                if (
+                    active is not None
+                    and active[1] is _Job.UPDATE
+                    and active[0].end_payload is not None
+                ):
+                    raise _Superseded("the end replaces this update")
                 remaining = until - self._clock()
                 if remaining <= 0:
                     return
                 self._cond.wait(remaining)
+
+    def _pause_for(self, seconds: float) -> None:
+        # A 429 rate limit is the account's: no activity sends before it is over.
+        with self._cond:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def exit_timeout(self) -> float:
+        """The longest flush_timeout among activities whose end is still on its way."""
+        with self._cond:
+            return max(
+                (c.flush_timeout for c in self._channels if c.end_payload is not None),
+                default=0.0,
+            )
 
     def close(self) -> None:
         """Let the worker exit once idle and release the HTTP connections."""
@@ -577,7 +629,10 @@ def _start_worker_thread(target: Callable[[], None]) -> threading.Thread:
 
 
 def _make_client(
-    settings: Settings, sleep: Callable[[float], None], clock: Callable[[], float]
+    settings: Settings,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    on_retry_after: Callable[[float], None],
 ) -> Client:
     return Client(
         settings.effective_api_key,
@@ -586,6 +641,7 @@ def _make_client(
         retry=settings.retry,
         sleep=sleep,
         clock=clock,
+        on_retry_after=on_retry_after,
     )
 
 
@@ -603,15 +659,12 @@ def _key(settings: Settings) -> tuple[object, ...]:
         settings.read_timeout,
         settings.retry,
         settings.requests_per_minute,
-        settings.debounce,
-        settings.update_burst,
-        settings.update_interval,
-        settings.flush_timeout,
     )
 
 
 def get_dispatcher(settings: Settings) -> Dispatcher:
-    """The shared dispatcher for these settings (one worker thread per API key and URL)."""
+    """The shared dispatcher for these settings: one worker thread, and one account budget,
+    per API key and base URL (and transport settings)."""
     key = _key(settings)
     with _registry_lock:
         dispatcher = _dispatchers.get(key)
@@ -624,9 +677,12 @@ def shutdown_all(timeout: float | None = None) -> int:
     """Flush every dispatcher, each within its flush_timeout; return the undelivered count."""
     with _registry_lock:
         dispatchers = list(_dispatchers.values())
+    # One deadline for all: the process waits at most the longest flush_timeout.
+    longest = max((d.exit_timeout() for d in dispatchers), default=0.0)
+    deadline = time.monotonic() + (longest if timeout is None else timeout)
     left = 0
     for dispatcher in dispatchers:
-        left += dispatcher.flush(dispatcher._settings.flush_timeout if timeout is None else timeout)
+        left += dispatcher.flush(max(0.0, deadline - time.monotonic()))
     return left
 
 

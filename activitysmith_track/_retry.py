@@ -250,11 +250,14 @@ def build_retrying(
     clock: Callable[[], float],
     deadline: float | None = None,
     rand: Callable[[], float] = random.random,
+    on_retry_after: Callable[[float], None] | None = None,
 ) -> tenacity.Retrying:
     """A :class:`tenacity.Retrying` for one call of ``op`` under ``policy``.
 
     ``clock`` measures ``max_elapsed`` and the absolute ``deadline`` (same clock); ``sleep``
-    performs the waits. The last error is re-raised as itself when retrying stops.
+    performs the waits. ``on_retry_after`` hears of every wait the server named (a 429's
+    Retry-After), which concerns the whole account, not only this request. The last error is
+    re-raised as itself when retrying stops.
     """
     started = clock()
 
@@ -264,6 +267,10 @@ def build_retrying(
             return False
         exc = outcome.exception()
         return exc is not None and is_retryable(op, exc)
+
+    def server_named(state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return isinstance(exc, RateLimitedError) and exc.retry_after is not None
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -277,7 +284,9 @@ def build_retrying(
         if state.attempt_number >= policy.max_attempts:
             return True
         resume_at = clock() + state.upcoming_sleep
-        if resume_at - started > policy.max_elapsed:
+        # A wait the server named is bounded by max_retry_after, not by max_elapsed: giving
+        # up would drop the state it asked us to hold back.
+        if resume_at - started > policy.max_elapsed and not server_named(state):
             return True
         return deadline is not None and resume_at > deadline
 
@@ -290,6 +299,8 @@ def build_retrying(
             type(exc).__name__,
             state.upcoming_sleep,
         )
+        if on_retry_after is not None and server_named(state):
+            on_retry_after(float(state.upcoming_sleep))
 
     def do_sleep(seconds: float) -> None:
         # tenacity hands over a float subclass; pass a plain float on.

@@ -13,6 +13,7 @@ import time
 import weakref
 from typing import Any
 
+import attrs
 import pytest
 
 from activitysmith_track import RetryPolicy, Settings, live_activity
@@ -414,3 +415,88 @@ def test_fork_after_a_dropped_handle_prints_nothing(emulator: Emulator) -> None:
     assert done.returncode == 0
     assert done.stderr == ""
     assert [r.path.rsplit("/", 1)[-1] for r in api(emulator)].count("end") == 1
+
+
+def test_collecting_a_dropped_handle_while_holding_the_lock_cannot_deadlock(
+    emulator: Emulator,
+) -> None:
+    la = live_activity("Cycle", settings=settings_for(emulator)).start()
+    la.me = la  # type: ignore[attr-defined]  # a cycle: only the cyclic collector frees it
+    channel = la._channel
+    assert channel is not None
+    dispatcher = channel._dispatcher
+    del la
+    collected = threading.Event()
+
+    def collect_inside_the_lock() -> None:
+        # Garbage collection may run on any thread at any allocation, also on one that holds
+        # the dispatcher's lock; the finalizer then ends the activity through that same lock.
+        with dispatcher._cond:
+            gc.collect()
+        collected.set()
+
+    threading.Thread(target=collect_inside_the_lock, daemon=True).start()
+    assert collected.wait(5)
+    assert channel.flush(5)
+    assert kinds(emulator)[-1] == "end"
+
+
+def test_retry_after_longer_than_max_elapsed_is_waited_for_not_dropped(emulator: Emulator) -> None:
+    retry = RetryPolicy(max_attempts=3, max_elapsed=0.1, initial_backoff=0.01, max_retry_after=5)
+    with live_activity("Patient", settings=settings_for(emulator, retry=retry)) as la:
+        la.flush()
+        emulator.add_fault(Fault.rate_limited(retry_after=0.4), path="/live-activity/end")
+    ends = [r for r in api(emulator) if r.path.endswith("end")]
+    assert [r.status for r in ends] == [429, 200]
+    assert ends[1].time - ends[0].time >= 0.39
+    assert la.errors == []
+
+
+def test_a_stale_update_stops_retrying_once_the_end_is_queued(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    retry = RetryPolicy(max_attempts=5, initial_backoff=3, max_backoff=3, jitter=0, max_elapsed=30)
+    caplog.set_level(logging.WARNING, logger="activitysmith_track")
+    with live_activity("Stale", steps=2, settings=settings_for(emulator, retry=retry)) as la:
+        la.flush()
+        emulator.add_fault(Fault.status(500), path="/live-activity/update", times=10)
+        la.step("one")
+        emulator.wait_for_requests(2)  # the update failed; its retry now waits 3 s
+        left_at = time.monotonic()
+    assert time.monotonic() - left_at < 2  # the end did not wait behind the stale update
+    record = emulator.activity(la.activity_id or "")
+    assert record.status == "ended"
+    assert record.state["current_step"] == 2
+    assert not caplog.records  # a superseded update is not a failure
+
+
+def test_a_rate_limit_pauses_every_activity_of_the_account(emulator: Emulator) -> None:
+    settings = settings_for(emulator)
+    with (
+        live_activity("A", steps=2, settings=settings) as first,
+        live_activity("B", steps=2, settings=settings) as second,
+    ):
+        first.flush()
+        second.flush()
+        emulator.add_fault(Fault.rate_limited(retry_after=0.5), path="/live-activity/update")
+        first.step("a")
+        emulator.wait_for_requests(3)  # A's update got the 429
+        second.step("b")
+        second.flush()
+    updates = [r for r in api(emulator) if r.path.endswith("update")]
+    limited = next(r for r in updates if r.status == 429)
+    later = [r for r in updates if r.time > limited.time]
+    assert later
+    assert min(r.time for r in later) - limited.time >= 0.45
+
+
+def test_activities_with_different_options_share_one_worker_and_budget(emulator: Emulator) -> None:
+    base = settings_for(emulator)
+    with (
+        live_activity("A", settings=base) as first,
+        live_activity("B", settings=attrs.evolve(base, flush_timeout=2.0, debounce=0.5)) as second,
+    ):
+        assert first._channel is not None
+        assert second._channel is not None
+        assert first._channel._dispatcher is second._channel._dispatcher
+        assert second._channel.debounce == 0.5
