@@ -15,6 +15,7 @@ import contextvars
 import enum
 import logging
 import os
+import string
 import threading
 import time
 import weakref
@@ -92,6 +93,30 @@ def _look_color(value: Color | str | None) -> Color | None:
     return _to_color("color", value)
 
 
+def _look_icon(value: Icon | str | None) -> Icon | None:
+    return Icon(symbol=value) if isinstance(value, str) else value
+
+
+_TEMPLATE_FIELDS = frozenset({"elapsed", "where", "step", "steps", "step_name", "error"})
+
+
+def _check_template(_inst: object, _attr: attrs.Attribute[str | None], value: str | None) -> None:
+    # Checked when the look is built: a bad template must not fail at the end of a job.
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ArgumentTypeError("subtitle", "a str template", value)
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ValidationError("subtitle", f"is not a valid template: {exc}", value) from None
+    for name in names:
+        if name not in _TEMPLATE_FIELDS:
+            allowed = ", ".join("{" + n + "}" for n in sorted(_TEMPLATE_FIELDS))
+            shown = "{" + name + "}"
+            raise ValidationError("subtitle", f"uses {shown}; the fields are {allowed}", value)
+
+
 @attrs.frozen(kw_only=True)
 class EndLook:
     """How the final state looks for one outcome (success, failure, cancelled).
@@ -101,9 +126,9 @@ class EndLook:
     ``{error}`` (the exception's type and trimmed message, or ``fail()``'s message).
     """
 
-    subtitle: str | None = None
+    subtitle: str | None = attrs.field(default=None, validator=_check_template)
     color: Color | None = attrs.field(default=None, converter=_look_color)
-    icon: Icon | None = None
+    icon: Icon | None = attrs.field(default=None, converter=_look_icon)
 
 
 DEFAULT_SUCCESS = EndLook(subtitle="Done in {elapsed}", color=Color.GREEN)
@@ -134,6 +159,8 @@ def _describe_error(exc: BaseException | None, message: str | None, show_message
     if exc is None:
         return "error"
     if isinstance(exc, SystemExit):
+        if isinstance(exc.code, str):  # sys.exit("message") exits with 1 and prints it
+            return f"exit code 1: {exc.code}" if show_message else "exit code 1"
         return f"exit code {exc.code}"
     name = type(exc).__name__
     text = str(exc) if show_message else ""
@@ -235,6 +262,8 @@ class _State:
                 return f"at {fields['percentage']:g}%"
             if self.total:
                 return f"at {min(100.0, 100.0 * self.count / self.total):.0f}%"
+        if self.current_name:
+            return f"at {self.current_name}"
         return f"after {_format_elapsed(time.monotonic() - self.started_at)}"
 
     def step_name(self) -> str | None:
@@ -469,10 +498,22 @@ class LiveActivity:
                     )
                 return False
             hand_on = state.hand_on and outcome is Outcome.SUCCESS and not overrides
-            if hand_on:
+            try:
+                if hand_on:
+                    payload = state.snapshot_locked()
+                else:
+                    payload = state.final(outcome, exc=exc, message=message, overrides=overrides)
+                payload.body(self._end_operation(hand_on))
+            except ActivitySmithTrackError:
+                if explicit:
+                    raise  # end(**fields) with a bad field: refused at the call, not ended
+                # Leaving a block must never raise: end with the last state that was valid.
+                logger.warning(
+                    "Live Activity %r: the final state is not valid; ending with the last one",
+                    self._title,
+                    exc_info=True,
+                )
                 payload = state.snapshot_locked()
-            else:
-                payload = state.final(outcome, exc=exc, message=message, overrides=overrides)
             state.ended = True
             state.outcome = outcome
         if self._finalizer is not None:
@@ -483,6 +524,14 @@ class LiveActivity:
         if channel is not None and state.pid == os.getpid():
             channel.close(payload, keep_open=hand_on)
         return True
+
+    def _end_operation(self, hand_on: bool) -> Operation:
+        if self._stream_key is None:
+            return Operation.END
+        return Operation.STREAM_PUT if hand_on else Operation.STREAM_DELETE
+
+    def _update_operation(self) -> Operation:
+        return Operation.UPDATE if self._stream_key is None else Operation.STREAM_PUT
 
     def end(self, **fields: Any) -> None:
         """End the activity now, in the success look; ``fields`` override the final state."""
@@ -639,15 +688,18 @@ class LiveActivity:
         with state.lock:
             self._require_open()
             fields = state.fields
-            state.counting = False
-            state.count = 0
+            if state.kind is not ActivityType.PROGRESS:
+                # Items counted in the subtitle belong to the step that just finished; a
+                # progress bar keeps its count.
+                state.counting = False
+                state.count = 0
+            state.current_name = name
             if state.kind is ActivityType.SEGMENTED_PROGRESS:
                 step = (fields.get("current_step") or 0) + 1
                 if step > fields["number_of_steps"]:
                     logger.debug("%r: step %d grows number_of_steps", self._title, step)
                     fields["number_of_steps"] = step
                 fields["current_step"] = step
-                state.current_name = name
                 if name is None and state.step_names and step <= len(state.step_names):
                     name = state.step_names[step - 1]
             subtitle = name if name is not None else state.base_subtitle
@@ -702,6 +754,10 @@ class LiveActivity:
         """
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
+        self._begin_tracking(total)
+        return self._tracking(iterable)
+
+    def _begin_tracking(self, total: float | None) -> None:
         if total is not None:
             total = _check_number("total", total, minimum=0)
         state = self._state
@@ -711,11 +767,12 @@ class LiveActivity:
             state.counting = True
             if state.kind is not ActivityType.PROGRESS:
                 state.total = total
-            elif total is not None:
-                state.fields.pop("percentage", None)  # counting items now drives the bar
-                state.total = total
+            else:
+                if total is not None:
+                    state.total = total
+                if state.total is not None:
+                    state.fields.pop("percentage", None)  # counting items drives the bar
         self._touch()
-        return self._tracking(iterable)
 
     def _tracking(self, iterable: Iterable[T]) -> Iterator[T]:
         state = self._state
@@ -733,14 +790,7 @@ class LiveActivity:
         self, iterable: AsyncIterable[T], total: float | None = None
     ) -> AsyncIterator[T]:
         """Like :meth:`track`, for an async iterable."""
-        state = self._state
-        with state.lock:
-            self._require_open()
-            state.count = 0
-            state.counting = True
-            if total is not None or state.kind is not ActivityType.PROGRESS:
-                state.total = None if total is None else _check_number("total", total)
-        self._touch()
+        self._begin_tracking(total)
         async for item in iterable:
             yield item
             self.advance()
@@ -803,7 +853,11 @@ class LiveActivity:
             saved = state.fields, state.extras
             state.fields, state.extras = content, extras
             try:
-                Payload(content_state=ContentState(**state.content()), **extras)
+                payload = Payload(content_state=ContentState(**state.content()), **extras)
+                # Also by the rules of the requests that will carry it, so the end that
+                # follows cannot be refused for it later, in the background.
+                payload.body(self._update_operation())
+                payload.body(self._end_operation(hand_on=False))
             except Exception:
                 state.fields, state.extras = saved
                 raise
@@ -1007,8 +1061,16 @@ def live_activity(
     )
     # A pipeline step that is not the last hands the stream on instead of ending it.
     state.hand_on = bool(current_step) and current_step < (number_of_steps or 0)
-    # Build the first state now so a bad argument fails here, at the call that made it.
-    state.snapshot()
+    # Build the first state now so a bad argument fails here, at the call that made it, and
+    # check it by the rules of every request of its lifecycle (tags: at most 20 on update).
+    first = state.snapshot()
+    operations: tuple[Operation, ...]
+    if stream_key is None:
+        operations = (Operation.START, Operation.UPDATE, Operation.END)
+    else:
+        operations = (Operation.STREAM_PUT, Operation.STREAM_DELETE)
+    for operation in operations:
+        first.body(operation)
     return LiveActivity(state, settings=resolved, stream_key=stream_key, title=title)
 
 

@@ -666,3 +666,87 @@ def test_async_exception_propagates(emu: Emulator) -> None:
     with pytest.raises(LookupError, match="gone"):
         asyncio.run(job())
     assert "LookupError: gone" in last_body(emu, "end")["content_state"]["subtitle"]
+
+
+# -- found in review -----------------------------------------------------------------------
+
+
+def test_end_look_takes_an_icon_name_as_the_readme_shows(emu: Emulator) -> None:
+    look = EndLook(subtitle="Backed up in {elapsed}", color="blue", icon="checkmark")
+    with live_activity("Nightly backup", steps=3, on_success=look) as la:
+        la.step()
+    end = last_body(emu, "end")["content_state"]
+    assert end["icon"] == {"symbol": "checkmark"}
+    assert end["subtitle"].startswith("Backed up in ")
+
+
+@pytest.mark.parametrize("template", ["Broke: {err}", "Took {elapsed} {}", "Oops {where"])
+def test_end_look_template_is_checked_when_built(template: str) -> None:
+    with pytest.raises(ValidationError, match="subtitle"):
+        EndLook(subtitle=template)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fields"),
+    [
+        ({"type": "alert", "message": "disk"}, {"message": None}),
+        ({}, {"type": "value"}),
+        ({"steps": 2}, {"tags": [f"t{i}" for i in range(25)]}),
+    ],
+)
+def test_update_is_checked_by_the_rules_of_update_and_end(
+    emu: Emulator, kwargs: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    with live_activity("Job", **kwargs) as la:
+        before = la.state
+        with pytest.raises(ValidationError):
+            la.update(**fields)
+        assert la.state == before
+    assert emu.activity(la.activity_id or "").status == "ended"
+
+
+def test_more_tags_than_update_and_end_accept_are_refused_at_the_start(emu: Emulator) -> None:
+    with pytest.raises(ValidationError, match="tags"):
+        live_activity("Job", tags=[f"t{i}" for i in range(25)])
+    assert api_requests(emu) == []
+
+
+def test_step_on_a_progress_activity_keeps_the_bar(emu: Emulator) -> None:
+    with live_activity("Import", total=1000) as la:
+        la.advance(500)
+        la.step("phase 2")
+        la.flush()
+        state = emu.activity(la.activity_id or "").state
+        assert (state["value"], state["subtitle"]) == (500, "phase 2")
+
+
+def test_atrack_drives_a_progress_bar_like_track(emu: Emulator) -> None:
+    async def rows() -> Any:
+        for i in range(10):
+            yield i
+
+    async def job() -> None:
+        async with live_activity("Async import", type="progress") as la:
+            async for _ in la.atrack(rows(), total=10):
+                pass
+            await asyncio.to_thread(la.flush)
+            state = emu.activity(la.activity_id or "").state
+            assert (state["value"], state["upper_limit"]) == (10, 10)
+            assert "percentage" not in state
+
+    asyncio.run(job())
+
+
+def test_sys_exit_with_a_message_is_a_failure_naming_it(emu: Emulator) -> None:
+    with pytest.raises(SystemExit), live_activity("Job"):
+        sys.exit("config file missing")
+    subtitle = last_body(emu, "end")["content_state"]["subtitle"]
+    assert subtitle.startswith("Failed after ")
+    assert subtitle.endswith(": exit code 1: config file missing")
+
+
+def test_a_named_step_on_a_timer_shows_in_the_failure(emu: Emulator) -> None:
+    with pytest.raises(ValueError, match="bad"), live_activity("Script") as la:
+        la.step("load")
+        raise ValueError("bad")
+    assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: ValueError: bad"
