@@ -257,6 +257,12 @@ def _add_run(sub: Any) -> None:
         "--no-markers", action="store_true", help="ignore markers; only time the command"
     )
     run.add_argument(
+        "--no-error-text",
+        action="store_true",
+        help="on failure show only the exit code or signal, not the last line of stderr "
+        "(also: ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=0)",
+    )
+    run.add_argument(
         "--debounce",
         type=_number,
         metavar="SECONDS",
@@ -479,6 +485,7 @@ def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
                 "base_url": args.base_url,
                 "debounce": args.debounce,
                 "flush_timeout": args.flush_timeout,
+                "show_error_message": False if args.no_error_text else None,
                 "strict": False,  # tracking problems never change the command's outcome
             }
         )
@@ -554,7 +561,8 @@ def _finish(activity: LiveActivity, outcome: RunOutcome, settings: Settings) -> 
             activity.end()
         else:
             reason = outcome.description
-            if outcome.last_stderr_line:
+            # The command's own words reach the phone only while error text is shown.
+            if outcome.last_stderr_line and settings.show_error_message:
                 reason = f"{reason}: {outcome.last_stderr_line}"
             activity.fail(reason)
     except ActivitySmithTrackError as exc:

@@ -8,16 +8,25 @@ an activity is created, into a frozen :class:`Settings` value.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import math
 import os
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-from activitysmith_track._errors import ArgumentTypeError, ConfigurationError, ValidationError
+from activitysmith_track._errors import (
+    ActivitySmithTrackError,
+    ArgumentTypeError,
+    ConfigurationError,
+    ValidationError,
+)
 from activitysmith_track._retry import RetryPolicy
+
+logger = logging.getLogger("activitysmith_track")
 
 __all__ = ["DEFAULT_BASE_URL", "EMULATOR_API_KEY", "Settings", "configure", "resolve_settings"]
 
@@ -35,8 +44,8 @@ def _positive(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ArgumentTypeError(name, "a number of seconds", value)
-        if not value > 0:
-            raise ValidationError(name, f"must be greater than 0, got {value!r}", value)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValidationError(name, f"must be a finite number above 0, got {value!r}", value)
 
     return check
 
@@ -45,8 +54,8 @@ def _non_negative(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ArgumentTypeError(name, "a number of seconds", value)
-        if value < 0:
-            raise ValidationError(name, f"must not be negative, got {value!r}", value)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValidationError(name, f"must be a finite number >= 0, got {value!r}", value)
 
     return check
 
@@ -130,59 +139,82 @@ def configure(**options: Any) -> None:
             f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}"
         )
     with _overrides_lock:
+        candidate = dict(_overrides)
         for name, value in options.items():
             if value is None:
-                _overrides.pop(name, None)
+                candidate.pop(name, None)
             else:
-                _overrides[name] = value
-        # Validate now, so a bad value fails at the configure() call that made it.
-        Settings(**_overrides)
+                candidate[name] = value
+        # Validate now, so a bad value fails at the configure() call that made it and
+        # changes nothing.
+        Settings(**candidate)
+        _overrides.clear()
+        _overrides.update(candidate)
 
 
-def _env_flag(env: Mapping[str, str], name: str) -> bool | None:
-    raw = env.get(name)
-    if raw is None:
-        return None
+def _env_flag(raw: str) -> bool:
     value = raw.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ConfigurationError(f"{name}={raw!r} is not a yes/no value; use 1 or 0")
+    raise ConfigurationError("not a yes/no value; use 1 or 0")
 
 
-def _env_seconds(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return None
+def _env_seconds(raw: str) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
+        raise ConfigurationError("not a number of seconds") from None
+
+
+def _env_text(raw: str) -> str:
+    return raw
+
+
+def _env_url(raw: str) -> str:
+    return _check_base_url(raw.strip())
+
+
+# Each variable: the setting it feeds and how its text is read.
+_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("ACTIVITYSMITH_API_KEY", "api_key", _env_text),
+    ("ACTIVITYSMITH_BASE_URL", "base_url", _env_url),
+    ("ACTIVITYSMITH_TRACK_DISABLED", "disabled", _env_flag),
+    ("ACTIVITYSMITH_TRACK_STRICT", "strict", _env_flag),
+    ("ACTIVITYSMITH_TRACK_PREVIEW", "preview", _env_flag),
+    ("ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE", "show_error_message", _env_flag),
+    ("ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT", "flush_timeout", _env_seconds),
+    ("ACTIVITYSMITH_TRACK_DEBOUNCE", "debounce", _env_seconds),
+)
+_warned_env: set[tuple[str, str]] = set()
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from the environment. A value that cannot be used is ignored with one
+    warning: a typo in a job's environment must not stop the job (arguments still raise)."""
     found: dict[str, Any] = {}
-    if env.get("ACTIVITYSMITH_API_KEY"):
-        found["api_key"] = env["ACTIVITYSMITH_API_KEY"]
-    if env.get("ACTIVITYSMITH_BASE_URL"):
-        found["base_url"] = env["ACTIVITYSMITH_BASE_URL"].rstrip("/")
-    for name, field in (
-        ("ACTIVITYSMITH_TRACK_DISABLED", "disabled"),
-        ("ACTIVITYSMITH_TRACK_STRICT", "strict"),
-        ("ACTIVITYSMITH_TRACK_PREVIEW", "preview"),
-    ):
-        flag = _env_flag(env, name)
-        if flag is not None:
-            found[field] = flag
-    for name, field in (
-        ("ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT", "flush_timeout"),
-        ("ACTIVITYSMITH_TRACK_DEBOUNCE", "debounce"),
-    ):
-        seconds = _env_seconds(env, name)
-        if seconds is not None:
-            found[field] = seconds
+    for name, field, read in _ENV:
+        raw = env.get(name)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            value = read(raw)
+            Settings(**{field: value})  # the setting's own rules, alone
+        except ActivitySmithTrackError as exc:
+            if (name, raw) not in _warned_env:
+                _warned_env.add((name, raw))
+                shown = "(hidden)" if field == "api_key" else repr(raw)
+                logger.warning("ignoring %s=%s: %s", name, shown, exc)
+            continue
+        found[field] = value
     return found
+
+
+def _check_base_url(base_url: object) -> str:
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+    return base_url.rstrip("/")
 
 
 def resolve_settings(
@@ -198,10 +230,5 @@ def resolve_settings(
     if unknown:
         raise ConfigurationError(f"unknown setting(s) {', '.join(sorted(unknown))}")
     if "base_url" in merged:
-        base_url = merged["base_url"]
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(
-                f"base_url must be an http:// or https:// URL, got {base_url!r}"
-            )
-        merged["base_url"] = base_url.rstrip("/")
+        merged["base_url"] = _check_base_url(merged["base_url"])
     return Settings(**merged)

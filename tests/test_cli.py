@@ -179,6 +179,21 @@ def test_failure_passes_the_exit_code_and_names_it_with_the_last_stderr_line(
     assert final["color"] == "red"
 
 
+def test_no_error_text_keeps_the_commands_stderr_off_the_phone(emu: Emulator) -> None:
+    child = py("""
+        import sys
+        sys.stderr.write("password=hunter2 rejected\\n")
+        sys.exit(3)
+    """)
+    result = cli(emu, "run", "--no-error-text", "--", *child)
+
+    assert result.returncode == 3
+    assert result.stderr == b"password=hunter2 rejected\n"  # the terminal still sees it
+    final = end_state(emu)
+    assert failed_with(final["subtitle"], "exit code 3")
+    assert "hunter2" not in str(emu.requests)
+
+
 def test_child_killed_by_sigkill_fails_naming_the_signal_and_exits_137(emu: Emulator) -> None:
     child = py("""
         import os, signal
