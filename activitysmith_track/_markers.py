@@ -176,7 +176,8 @@ class MarkerHandler:
 
     Steps advance the activity (``la.step``). Progress drives the bar of a progress activity;
     on any other type it is shown in the subtitle after the current step's name (``upload ·
-    40%``). Metrics are merged by label, so ``rows=`` and later ``errors=`` both stay shown.
+    40%``). Metrics are merged by label, so ``rows=`` and later ``errors=`` both stay shown:
+    as tiles on a metrics activity, in the subtitle on any other (``rows 1,200, errors 3``).
     A marker the activity cannot take is ignored with one warning per kind of problem, so a
     chatty command never floods its own stderr.
     """
@@ -195,6 +196,7 @@ class MarkerHandler:
         self._label = subtitle
         self._progress_text: str | None = None
         self._metrics: dict[str, float | str] = {}
+        self._metrics_text: str | None = None
         self._warned: set[MarkerKind] = set()
 
     def handle(self, marker: Marker) -> None:
@@ -223,7 +225,7 @@ class MarkerHandler:
         )
 
     def _subtitle(self) -> str | None:
-        parts = [p for p in (self._label, self._progress_text) if p]
+        parts = [p for p in (self._label, self._progress_text, self._metrics_text) if p]
         return " · ".join(parts) if parts else None
 
     def _on_step(self, name: str) -> None:
@@ -252,5 +254,14 @@ class MarkerHandler:
         merged.update(parse_metrics(text))
         if len(merged) > _MAX_METRICS:
             raise ValueError(f"at most {_MAX_METRICS} metrics can be shown")
-        self._la.metrics(*(Metric(label=label, value=value) for label, value in merged.items()))
+        if self._la.state.type in (ActivityType.METRICS, ActivityType.STATS):
+            metrics = (Metric(label=label, value=value) for label, value in merged.items())
+            self._la.metrics(*metrics)
+        else:
+            # Other widgets have no tiles: the values go in the subtitle, where they show.
+            self._metrics_text = ", ".join(
+                f"{label} {value:,}" if isinstance(value, int | float) else f"{label} {value}"
+                for label, value in merged.items()
+            )
+            self._la.update(subtitle=self._subtitle())
         self._metrics = merged
