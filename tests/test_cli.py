@@ -352,8 +352,9 @@ def test_markers_are_sent_while_the_command_runs(emu: Emulator) -> None:
         assert state["current_step"] == 1
         proc.stdin.write(b"\n")
         proc.stdin.flush()
-        state = wait_for_state(emu, lambda s: "metrics" in s)
-        assert state["metrics"] == [{"label": "rows", "value": 1200}]
+        # Steps have no tiles: metrics join the subtitle.
+        state = wait_for_state(emu, lambda s: s.get("subtitle") == "extract · 40/100 · rows 1,200")
+        assert "metrics" not in state
         proc.stdin.write(b"\n")
         proc.stdin.close()
         assert proc.wait(10) == 0
@@ -595,7 +596,8 @@ def test_script_mode_ends_failed_with_the_exception_type(emu: Emulator, tmp_path
     assert "activitysmith_track" not in err.replace("from activitysmith_track", "")
     final = end_state(emu)
     assert final["title"] == "etl.py"
-    assert failed_with(final["subtitle"], "ValueError: bad row 7")
+    # The script named its step with current_activity().step("loading"): the failure says so.
+    assert final["subtitle"] == "Failed at loading: ValueError: bad row 7"
 
 
 def test_script_mode_passes_sys_exit_codes(emu: Emulator, tmp_path: Path) -> None:
