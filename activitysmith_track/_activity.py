@@ -163,7 +163,12 @@ def _describe_error(exc: BaseException | None, message: str | None, show_message
             return f"exit code 1: {exc.code}" if show_message else "exit code 1"
         return f"exit code {exc.code}"
     name = type(exc).__name__
-    text = str(exc) if show_message else ""
+    text = ""
+    if show_message:
+        try:
+            text = str(exc)
+        except Exception:  # the job's exception must propagate, whatever its __str__ does
+            text = ""
     return f"{name}: {text}" if text else name
 
 
@@ -504,7 +509,7 @@ class LiveActivity:
                 else:
                     payload = state.final(outcome, exc=exc, message=message, overrides=overrides)
                 payload.body(self._end_operation(hand_on))
-            except ActivitySmithTrackError:
+            except Exception:
                 if explicit:
                     raise  # end(**fields) with a bad field: refused at the call, not ended
                 # Leaving a block must never raise: end with the last state that was valid.

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 import attrs
 
@@ -240,6 +240,15 @@ class _Forwarder:
                 signal.signal(signum, handler)
 
 
+def _binary_sink(stream: TextIO | None) -> BinaryIO:
+    # A daemon or supervisor may start us with stdout or stderr closed (sys.stdout is None
+    # then): the command still runs, and what it writes there goes nowhere, as it would
+    # without the wrapper.
+    if stream is None:
+        return open(os.devnull, "wb")
+    return stream.buffer
+
+
 def run_child(
     command: Sequence[str],
     *,
@@ -256,8 +265,8 @@ def run_child(
     that cannot be found never shows up on a phone). ``PYTHONUNBUFFERED=1`` is set in the
     child's environment so Python children write as they go although their output is a pipe.
     """
-    out_sink = stdout if stdout is not None else sys.stdout.buffer
-    err_sink = stderr if stderr is not None else sys.stderr.buffer
+    out_sink = stdout if stdout is not None else _binary_sink(sys.stdout)
+    err_sink = stderr if stderr is not None else _binary_sink(sys.stderr)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     forwarder = _Forwarder()
     with forwarder.installed():

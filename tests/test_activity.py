@@ -750,3 +750,16 @@ def test_a_named_step_on_a_timer_shows_in_the_failure(emu: Emulator) -> None:
         la.step("load")
         raise ValueError("bad")
     assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: ValueError: bad"
+
+
+def test_an_exception_whose_str_fails_still_propagates_unchanged(emu: Emulator) -> None:
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise ZeroDivisionError
+
+    error = Weird()
+    with pytest.raises(Weird) as caught, live_activity("Job", steps=2) as la:
+        la.step("load")
+        raise error
+    assert caught.value is error
+    assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: Weird"
