@@ -236,7 +236,11 @@ class _State:
             fields["value"] = self.count
             fields["upper_limit"] = self.total
         elif self.counting:
-            shown = f"{self.count:,g}" if self.total is None else f"{self.count:,g}/{self.total:,g}"
+            shown = (
+                f"{self.count:,g} done"
+                if self.total is None
+                else f"{self.count:,g}/{self.total:,g}"
+            )
             base = fields.get("subtitle")
             fields["subtitle"] = f"{base} · {shown}" if base else shown
         if kind is ActivityType.TIMER and "duration_seconds" in fields:
@@ -680,6 +684,15 @@ class LiveActivity:
         channel = self._channel
         if channel is not None and not channel.dirty:
             channel.touch()
+
+    def _step_counts(self) -> tuple[int, int] | None:
+        """``(current_step, number_of_steps)``, or None without steps; cheap, for hot paths."""
+        state = self._state
+        with state.lock:
+            if state.kind is not ActivityType.SEGMENTED_PROGRESS:
+                return None
+            fields = state.fields
+            return fields.get("current_step") or 0, fields["number_of_steps"]
 
     def step(self, name: str | None = None) -> None:
         """Finish the current step and begin the next; ``name`` becomes the subtitle.

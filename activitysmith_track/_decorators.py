@@ -19,7 +19,6 @@ import wrapt
 from activitysmith_track._activity import LiveActivity, _current, live_activity
 from activitysmith_track._config import resolve_settings
 from activitysmith_track._errors import ArgumentTypeError, ValidationError
-from activitysmith_track._model import ActivityType
 
 __all__ = ["TrackedSteps", "tracked_steps"]
 
@@ -152,14 +151,7 @@ class TrackedSteps:
             probe_options["settings"] = resolve_settings(
                 {name: options.get(name) for name in _SETTING_OPTIONS}, env={}
             )
-        probe = live_activity(self._title or "Check", steps=steps, **probe_options)
-        # A generator function's yields are steps, so when these options would give a plain
-        # timer, its activity gets a step count that grows with each yield instead.
-        self._yields_add_steps = (
-            probe.state.type is ActivityType.TIMER
-            and "type" not in options
-            and "duration_seconds" not in options
-        )
+        live_activity(self._title or "Check", steps=steps, **probe_options)
 
     def __repr__(self) -> str:
         return f"<TrackedSteps {self._title!r} steps={self.step_names or self._steps!r}>"
@@ -193,8 +185,6 @@ class TrackedSteps:
             # A count, not the names: each step function shows its own name when it begins,
             # so the name stays right even when steps run in another order than registered.
             steps = len(self._step_names)
-        if steps is None and generator and self._yields_add_steps:
-            steps = 1
         return live_activity(title, steps=steps, **self._options)
 
     # -- the step functions of a pipeline ------------------------------------------------
@@ -341,14 +331,19 @@ class TrackedSteps:
 
 
 def _reach_step(activity: LiveActivity, step: int, *, grow: bool) -> None:
-    """Advance to ``step`` unless already there; past the planned count only when ``grow``."""
+    """Advance to ``step`` unless already there; past the planned count only when ``grow``.
+
+    On an activity without steps, each yield (``grow``) counts one item done instead: an
+    open-ended generator shows ``1,200 done``, not a bar of 1,200 segments.
+    """
     if activity.ended:  # the generator ended it itself; leave it as it is
         return
-    state = activity.state
-    if state.type is not ActivityType.SEGMENTED_PROGRESS:
+    steps = activity._step_counts()  # cheap: runs once or twice per yield
+    if steps is None:
+        if grow:
+            activity.advance()
         return
-    current = state.current_step or 0
-    planned = state.number_of_steps or 0
+    current, planned = steps
     if not grow and step > planned:
         return
     for _ in range(step - current):

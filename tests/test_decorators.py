@@ -428,8 +428,12 @@ def test_generator_without_steps_counts_its_yields(emu: Emulator) -> None:
     assert list(batches()) == [0, 1, 2, 3]
 
     start, end = start_and_end(emu)
-    assert start["type"] == "segmented_progress"
-    assert end["current_step"] == end["number_of_steps"] == 4
+    # An open-ended generator counts its items; it is not drawn as a bar of segments.
+    assert start["type"] == "timer"
+    assert "number_of_steps" not in end
+    assert end["subtitle"].startswith("Done in ")
+    updates = [r.body for r in emu.requests if r.path.endswith("/update") and r.body]
+    assert all(u["content_state"]["subtitle"].endswith(" done") for u in updates)
 
 
 def test_generator_with_more_yields_than_steps_grows_the_count(emu: Emulator) -> None:
