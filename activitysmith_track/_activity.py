@@ -254,8 +254,11 @@ class _State:
         with self.lock:
             return self.snapshot_locked()
 
-    def snapshot_locked(self) -> Payload:
-        return Payload(content_state=ContentState(**self.content()), **self.extras)
+    def snapshot_locked(self, overrides: Mapping[str, Any] | None = None) -> Payload:
+        fields, extras = self.content(), dict(self.extras)
+        for name, value in (overrides or {}).items():
+            (extras if name in _PAYLOAD_FIELDS else fields)[name] = value
+        return Payload(content_state=ContentState(**fields), **extras)
 
     def where(self) -> str:
         fields = self.fields
@@ -506,10 +509,12 @@ class LiveActivity:
                         else f"Live Activity {self._title!r} already ended"
                     )
                 return False
-            hand_on = state.hand_on and outcome is Outcome.SUCCESS and not overrides
+            hand_on = state.hand_on and outcome is Outcome.SUCCESS
             try:
                 if hand_on:
-                    payload = state.snapshot_locked()
+                    # A pipeline step that is not the last hands the stream on, as it is
+                    # (with the fields end() was given), without the success look.
+                    payload = state.snapshot_locked(overrides)
                 else:
                     payload = state.final(outcome, exc=exc, message=message, overrides=overrides)
                 payload.body(self._end_operation(hand_on))

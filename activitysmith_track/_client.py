@@ -21,6 +21,7 @@ import attrs
 import requests
 import requests.auth
 
+from activitysmith_track._config import DEFAULT_BASE_URL, EMULATOR_API_KEY, is_local_url
 from activitysmith_track._errors import (
     ArgumentTypeError,
     ConfigurationError,
@@ -43,7 +44,6 @@ __all__ = ["DEFAULT_BASE_URL", "Client", "Result"]
 
 logger = logging.getLogger("activitysmith_track")
 
-DEFAULT_BASE_URL = "https://activitysmith.com/api"
 API_KEY_ENV = "ACTIVITYSMITH_API_KEY"
 BASE_URL_ENV = "ACTIVITYSMITH_BASE_URL"
 
@@ -101,10 +101,13 @@ class _BearerAuth(requests.auth.AuthBase):
         return content.replace(key, b"***") if key and key in content else content
 
 
-def _resolve_api_key(api_key: str | None) -> str:
+def _resolve_api_key(api_key: str | None, base_url: str) -> str:
     if api_key is not None and not isinstance(api_key, str):
         raise ArgumentTypeError("api_key", "a str", api_key)
     key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
+    if not key and is_local_url(base_url):
+        # A local emulator takes any key (unless started with one): try it without setup.
+        key = EMULATOR_API_KEY
     if not key:
         raise ConfigurationError(
             "no ActivitySmith API key: pass api_key=... or set the "
@@ -216,8 +219,8 @@ class Client:
     ) -> None:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ArgumentTypeError("retry", "a RetryPolicy", retry)
-        self._auth = _BearerAuth(_resolve_api_key(api_key))
         self._base_url = _resolve_base_url(base_url)
+        self._auth = _BearerAuth(_resolve_api_key(api_key, self._base_url))
         self._timeout = _resolve_timeout(timeout)
         self._retry = retry if retry is not None else RetryPolicy()
         self._owns_session = session is None

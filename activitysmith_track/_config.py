@@ -28,7 +28,14 @@ from activitysmith_track._retry import RetryPolicy
 
 logger = logging.getLogger("activitysmith_track")
 
-__all__ = ["DEFAULT_BASE_URL", "EMULATOR_API_KEY", "Settings", "configure", "resolve_settings"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "EMULATOR_API_KEY",
+    "Settings",
+    "configure",
+    "is_local_url",
+    "resolve_settings",
+]
 
 DEFAULT_BASE_URL = "https://activitysmith.com/api"
 
@@ -106,13 +113,7 @@ class Settings:
     @property
     def is_local(self) -> bool:
         """True when the base URL points at this machine (an emulator)."""
-        host = urllib.parse.urlsplit(self.base_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_local_url(self.base_url)
 
     @property
     def effective_api_key(self) -> str | None:
@@ -120,6 +121,17 @@ class Settings:
         if self.api_key:
             return self.api_key
         return EMULATOR_API_KEY if self.is_local else None
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (loopback): where an emulator would listen."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 _FIELDS = {a.name for a in attrs.fields(Settings)}

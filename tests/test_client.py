@@ -757,3 +757,16 @@ def test_key_echoed_in_a_json_error_body_is_redacted(caplog: pytest.LogCaptureFi
     shown = str(error) + repr(error) + str(error.message) + repr(error.body) + caplog.text
     assert secret not in shown
     assert "***" in str(error.message)
+
+
+def test_a_local_emulator_needs_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
+    with Emulator() as emu, Client(base_url=emu.base_url) as client:
+        result = client.start(ContentState(title="Local", type="timer", counts_down=False))
+    assert result.activity_id
+
+
+def test_a_remote_url_without_a_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="ACTIVITYSMITH_API_KEY"):
+        Client(base_url="https://example.com/api")

@@ -268,3 +268,15 @@ def test_stream_key_from_any_text() -> None:
     assert key == "var-backups-nightly-db-sql"
     with live_activity("Job", stream_key=key, settings=None, strict=False, flush_timeout=0):
         pass
+
+
+def test_ending_a_middle_step_with_fields_hands_the_stream_on(emu: Emulator) -> None:
+    with live_activity("Nightly ETL", stream_key="etl-mid", steps=STEPS, step="extract") as la:
+        la.end(subtitle="extracted 5 rows")
+    requests = stream_requests(emu, "etl-mid")
+    assert [r.method for r in requests] == ["PUT", "PUT"]
+    record = emu.stream_activity("etl-mid")
+    assert record is not None
+    assert record.status == "live"
+    assert record.state["subtitle"] == "extracted 5 rows"
+    assert record.state["current_step"] == 1
