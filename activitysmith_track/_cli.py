@@ -67,6 +67,11 @@ EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
 
 _SUBCOMMANDS = ("run", "start", "update", "end", "emulator")
+# Commands that run another command: the title names the one they run.
+_WRAPPERS = frozenset({"env", "nice", "nohup", "timeout", "ionice", "stdbuf", "time", "chrt"})
+_WRAPPER_ARGUMENT = re.compile(r"-.*|\w+=.*|\d+(\.\d+)?[smhd]?")
+# Interpreter options that take the next word as their value (python -W ignore, -X dev).
+_OPTIONS_WITH_ARGUMENT = frozenset({"-W", "-X", "-o", "--rcfile", "--init-file"})
 _INTERPRETER = re.compile(
     r"(python|pypy|bash|sh|zsh|dash|ksh|fish|node|deno|bun|ruby|perl|php|Rscript)"
     r"[0-9.]*(\.exe)?",
@@ -445,6 +450,11 @@ def _fail(prog: str, message: str) -> int:
 def _settings(options: dict[str, Any]) -> Settings:
     """Settings from the environment and options, refusing to go on without a key."""
     settings = resolve_settings({k: v for k, v in options.items() if v is not None})
+    if settings.preview:
+        # ACTIVITYSMITH_TRACK_PREVIEW=1 with no key: a background emulator stands in.
+        from activitysmith_track._preview import with_preview
+
+        settings = with_preview(settings)
     if settings.effective_api_key is None and not settings.disabled:
         raise UsageFailure(
             "no API key: set ACTIVITYSMITH_API_KEY (or ACTIVITYSMITH_BASE_URL to a local "
@@ -454,10 +464,21 @@ def _settings(options: dict[str, Any]) -> Settings:
 
 
 def default_title(command: Sequence[str]) -> str:
-    """The command's name; for ``python etl.py``, ``bash job.sh`` and the like, the script's."""
-    name = os.path.basename(command[0]) or command[0]
+    """The command's name; for ``python etl.py``, ``bash job.sh`` and the like, the script's,
+    looking through wrappers such as ``env``, ``nice -n 10`` or ``timeout 1h``."""
+    words = list(command)
+    while len(words) > 1 and os.path.basename(words[0]) in _WRAPPERS:
+        words.pop(0)
+        # The wrapper's own options, NAME=value settings and numbers (niceness, durations).
+        while len(words) > 1 and _WRAPPER_ARGUMENT.fullmatch(words[0]):
+            words.pop(0)
+    name = os.path.basename(words[0]) or words[0]
     if _INTERPRETER.fullmatch(name):
-        rest = list(command[1:])
+        rest = words[1:]
+        while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c"):
+            option = rest.pop(0)
+            if option in _OPTIONS_WITH_ARGUMENT and rest:
+                rest.pop(0)
         if len(rest) >= 2 and rest[0] == "-m":
             return rest[1]
         if rest and not rest[0].startswith("-"):
@@ -724,11 +745,27 @@ def _is_script(first: str) -> bool:
     return first.endswith((".py", ".pyw")) or os.path.isfile(first)
 
 
+def _is_python(path: str) -> bool:
+    if path.endswith((".py", ".pyw")):
+        return True
+    try:
+        with open(path, "rb") as file:
+            first_line = file.readline(200)
+    except OSError:
+        return False
+    return first_line.startswith(b"#!") and b"python" in first_line
+
+
 def _script(path: str, args: list[str], prog: str) -> int:
     from activitysmith_track._script import run_script
 
     if not os.path.isfile(path):
         return _fail(prog, f"cannot open script {path!r}: no such file")
+    if not _is_python(path):
+        return _fail(
+            prog,
+            f"{path!r} is not a Python script; run any other command with: {prog} run -- {path}",
+        )
     try:
         settings = _settings({"strict": False})
         activity = live_activity(os.path.basename(path), settings=settings)

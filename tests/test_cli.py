@@ -711,6 +711,14 @@ def test_every_option_has_help_text() -> None:
         (["python3.12", "-m", "jobs.nightly"], "jobs.nightly"),
         (["bash", "-c", "echo hi"], "bash"),
         (["pg_dump", "db"], "pg_dump"),
+        (["python3", "-u", "etl.py"], "etl.py"),
+        (["python3", "-W", "ignore", "etl.py"], "etl.py"),
+        (["/usr/bin/env", "python3", "etl.py"], "etl.py"),
+        (["env", "TZ=UTC", "./report.sh"], "report.sh"),
+        (["bash", "-e", "job.sh"], "job.sh"),
+        (["nice", "-n", "10", "./b.sh"], "b.sh"),
+        (["timeout", "1h", "./b.sh"], "b.sh"),
+        (["nohup", "python", "-m", "jobs.sync"], "jobs.sync"),
     ],
 )
 def test_title_defaults_to_the_command_or_script_name(command: list[str], title: str) -> None:
@@ -718,6 +726,29 @@ def test_title_defaults_to_the_command_or_script_name(command: list[str], title:
 
 
 # -- one-shot commands -------------------------------------------------------------------------
+
+
+def test_preview_stands_in_for_a_missing_key() -> None:
+    env = env_for(None, ACTIVITYSMITH_TRACK_PREVIEW="1")
+    result = subprocess.run(
+        [*CLI, "run", "--steps", "1", "--", "true"],
+        env=env,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(rb"ActivitySmith preview: http://127\.0\.0\.1:\d+/", result.stderr)
+
+
+def test_a_shell_script_is_not_run_as_python(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    result = cli(emu, str(script))
+    assert result.returncode == 2
+    assert b"is not a Python script" in result.stderr
+    assert b"run -- " in result.stderr
+    assert emu.requests == []
 
 
 def test_start_update_end_drive_one_activity(emu: Emulator) -> None:
