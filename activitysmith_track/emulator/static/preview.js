@@ -87,12 +87,28 @@
 
   // -- widgets per type ----------------------------------------------------------------------
 
+  const MAX_SEGMENTS = 40;
+
   function segmented(state) {
     const total = Math.max(1, Math.floor(state.number_of_steps || 1));
     const current = Math.min(total, Math.max(0, Math.floor(state.current_step || 0)));
     const accent = colorOf(state.color);
     const stepColors = Array.isArray(state.step_colors) ? state.step_colors : [];
     const bar = el("div", { class: "segments", "data-steps": total, "data-current": current });
+    // A lock screen has room for a few dozen segments; past that, draw one filled bar.
+    if (total > MAX_SEGMENTS) {
+      const fill = el("span", {
+        class: "segment done current",
+        style: { flex: `0 0 ${(100 * current) / total}%`, background: accent },
+      });
+      bar.append(fill, el("span", { class: "segment" }));
+      return el(
+        "div",
+        { class: "widget widget-segmented" },
+        bar,
+        el("span", { class: "step-count", text: `${current}/${total}` }),
+      );
+    }
     for (let i = 0; i < total; i++) {
       const done = i < current;
       const isCurrent = i === current - 1;
