@@ -17,7 +17,9 @@ from activitysmith_track import live_activity
 
 
 def work() -> None:
-    time.sleep(0.5)  # stands in for the real thing
+    # Stands in for the real thing. Longer than the 1 s debounce, so each step is its own
+    # update; faster steps are batched and the phone shows the newest one.
+    time.sleep(1.2)
 
 
 def main() -> None:
