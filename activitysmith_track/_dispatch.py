@@ -545,11 +545,15 @@ class Dispatcher:
         self._cond.notify_all()
 
     def _failed(self, channel: Channel, job: _Job, exc: Exception) -> None:
-        error = (
-            exc
-            if isinstance(exc, ActivitySmithTrackError)
-            else TransportError(f"unexpected {type(exc).__name__}: {exc}")
-        )
+        if isinstance(exc, ActivitySmithTrackError):
+            error = exc
+        elif isinstance(exc, _Interrupted):
+            error = TransportError(
+                f"{job.value} not delivered: the process was exiting and the next retry "
+                "would have passed flush_timeout"
+            )
+        else:
+            error = TransportError(f"unexpected {type(exc).__name__}: {exc}")
         channel.errors.append(error)
         if isinstance(exc, _Interrupted):
             reason = "the process is exiting and the next retry would pass flush_timeout"
