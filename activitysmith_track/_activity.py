@@ -335,28 +335,34 @@ class _State:
         return Payload(content_state=ContentState(**fields), **extras)
 
 
-_finalizers: set[weakref.finalize[Any, Any]] = set()
-_finalizers_lock = threading.Lock()
+# The finalizers of started activities that have not ended, by id() of their state. No lock:
+# a finalizer may run inside garbage collection on a thread that holds any lock, so only
+# single dict operations (atomic) touch this.
+_finalizers: dict[int, weakref.finalize[Any, Any]] = {}
 _warned_no_key = False
 
 
 def _abandon(state: _State, channel: Channel) -> None:
     """End an activity whose handle was dropped or is still open at exit (finalizer)."""
-    with state.lock:
-        if state.ended or state.pid != os.getpid():
-            return
-        state.ended = True
-        state.outcome = Outcome.ABANDONED
-        # A pipeline step's process that exits normally hands the stream on, as on success.
-        payload = state.snapshot_locked() if state.hand_on else state.final(Outcome.ABANDONED)
-    channel.close(payload, keep_open=state.hand_on)
+    _finalizers.pop(id(state), None)
+    try:
+        with state.lock:
+            if state.ended or state.pid != os.getpid():
+                return
+            state.ended = True
+            state.outcome = Outcome.ABANDONED
+            # A pipeline step's process that exits normally hands the stream on.
+            hand_on = state.hand_on
+            payload = state.snapshot_locked() if hand_on else state.final(Outcome.ABANDONED)
+        channel.close(payload, keep_open=hand_on)
+    except Exception:  # a finalizer has no caller to tell
+        logger.debug("could not end a dropped Live Activity", exc_info=True)
 
 
 def _at_exit() -> None:
     # End every activity that is still open, then give their ends flush_timeout to arrive.
-    with _finalizers_lock:
-        pending = list(_finalizers)
-        _finalizers.clear()
+    pending = list(_finalizers.values())
+    _finalizers.clear()
     for finalizer in pending:
         # Not finalizer(): weakref's own exit hook, which runs before this one, disables
         # finalizers; detach() still hands back what the finalizer would have called.
@@ -369,14 +375,7 @@ def _at_exit() -> None:
         logger.warning("%d Live Activity end(s) could not be delivered before exit", left)
 
 
-def _reset_after_fork() -> None:
-    # A lock held by another thread at the fork would never be released in the child.
-    global _finalizers_lock
-    _finalizers_lock = threading.Lock()
-
-
 atexit.register(_at_exit)
-os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class LiveActivity:
@@ -463,8 +462,7 @@ class LiveActivity:
             self._channel = channel
             finalizer = weakref.finalize(self, _abandon, self._state, channel)
             finalizer.atexit = False  # _at_exit runs it, before the flush
-            with _finalizers_lock:
-                _finalizers.add(finalizer)
+            _finalizers[id(self._state)] = finalizer
             self._finalizer = finalizer
         return self
 
@@ -532,8 +530,7 @@ class LiveActivity:
             state.outcome = outcome
         if self._finalizer is not None:
             self._finalizer.detach()
-            with _finalizers_lock:
-                _finalizers.discard(self._finalizer)
+            _finalizers.pop(id(state), None)
         channel = self._channel
         if channel is not None and state.pid == os.getpid():
             channel.close(payload, keep_open=hand_on)

@@ -314,13 +314,18 @@ def test_thread_start_failure_falls_back_to_sending_inline(
 
 
 def test_dropped_handle_is_collectable(emulator: Emulator) -> None:
+    from activitysmith_track import _activity
+
     la = live_activity("Dropped", settings=settings_for(emulator)).start()
     ref = weakref.ref(la)
     channel = la._channel
     assert channel is not None
+    key = id(la._state)
+    assert key in _activity._finalizers
     del la
     gc.collect()
     assert ref() is None
+    assert key not in _activity._finalizers  # nothing is kept for an activity that ended
     assert channel.flush(5)
     assert kinds(emulator)[-1] == "end"
 
