@@ -206,7 +206,9 @@ class _State:
         settings: Settings,
         looks: dict[Outcome, EndLook],
     ) -> None:
-        self.lock = threading.Lock()
+        # Reentrant: the worker may hold it while reading a snapshot when garbage collection
+        # runs the dropped handle's finalizer, which ends the activity through it.
+        self.lock = threading.RLock()
         self.fields = fields
         self.extras = extras
         self.step_names = step_names

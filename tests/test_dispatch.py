@@ -430,6 +430,7 @@ def test_collecting_a_dropped_handle_while_holding_the_lock_cannot_deadlock(
     channel = la._channel
     assert channel is not None
     dispatcher = channel._dispatcher
+    gc.disable()  # only the collection below may free the handle
     del la
     collected = threading.Event()
 
@@ -441,7 +442,10 @@ def test_collecting_a_dropped_handle_while_holding_the_lock_cannot_deadlock(
         collected.set()
 
     threading.Thread(target=collect_inside_the_lock, daemon=True).start()
-    assert collected.wait(5)
+    try:
+        assert collected.wait(5)
+    finally:
+        gc.enable()
     assert channel.flush(5)
     assert kinds(emulator)[-1] == "end"
 
@@ -505,3 +509,30 @@ def test_activities_with_different_options_share_one_worker_and_budget(emulator:
         assert second._channel is not None
         assert first._channel._dispatcher is second._channel._dispatcher
         assert second._channel.debounce == 0.5
+
+
+def test_collecting_a_dropped_handle_while_its_state_is_read_cannot_deadlock(
+    emulator: Emulator,
+) -> None:
+    la = live_activity("Cycle", settings=settings_for(emulator)).start()
+    la.me = la  # type: ignore[attr-defined]  # a cycle: only the cyclic collector frees it
+    state, channel = la._state, la._channel
+    assert channel is not None
+    gc.disable()  # only the collection below may free the handle
+    del la
+    collected = threading.Event()
+
+    def collect_while_reading() -> None:
+        # The worker holds the state's lock while it builds a snapshot, and building one
+        # allocates: the collector may run the handle's finalizer right there.
+        with state.lock:
+            gc.collect()
+        collected.set()
+
+    threading.Thread(target=collect_while_reading, daemon=True).start()
+    try:
+        assert collected.wait(5)
+    finally:
+        gc.enable()
+    assert channel.flush(5)
+    assert kinds(emulator)[-1] == "end"
