@@ -209,6 +209,7 @@ class _State:
         # Reentrant: the worker may hold it while reading a snapshot when garbage collection
         # runs the dropped handle's finalizer, which ends the activity through it.
         self.lock = threading.RLock()
+        _states.add(self)
         self.fields = fields
         self.extras = extras
         self.step_names = step_names
@@ -336,6 +337,19 @@ class _State:
             (extras if name in _PAYLOAD_FIELDS else fields)[name] = value
         return Payload(content_state=ContentState(**fields), **extras)
 
+
+# Every state, so that a forked child can give each one a fresh lock.
+_states: weakref.WeakSet[_State] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    # A parent thread may have held a state's lock at the fork (in advance(), or the worker
+    # reading it); the child would then block for good on the inherited handle.
+    for state in list(_states):
+        state.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 # The finalizers of started activities that have not ended, by id() of their state. No lock:
 # a finalizer may run inside garbage collection on a thread that holds any lock, so only
@@ -584,7 +598,25 @@ class LiveActivity:
         channel = self._channel
         if channel is None or self._state.pid != os.getpid():
             return
-        delivered = channel.flush(self._settings.flush_timeout)
+        self._report(channel, channel.flush(self._settings.flush_timeout))
+
+    async def _after_end_async(self) -> None:
+        """:meth:`_after_end` for ``async with``: polls instead of holding an executor thread
+        (a hung server must not starve the application's own ``to_thread`` calls)."""
+        channel = self._channel
+        if channel is None or self._state.pid != os.getpid():
+            return
+        deadline = time.monotonic() + self._settings.flush_timeout
+        pause = 0.002
+        while not channel.flush(0):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.05)
+        self._report(channel, channel.flush(0))
+
+    def _report(self, channel: Channel, delivered: bool) -> None:
         if not delivered:
             logger.warning(
                 "Live Activity %r: the end was not confirmed within flush_timeout (%gs); "
@@ -653,10 +685,10 @@ class LiveActivity:
         # Same as _finish_from, waiting for delivery without blocking the event loop.
         self._finish(self._outcome_for(exc), exc=exc, explicit=False)
         if exc is None:
-            await asyncio.to_thread(self._after_end)
+            await self._after_end_async()
             return
         try:
-            await asyncio.to_thread(self._after_end)
+            await self._after_end_async()
         except ActivitySmithTrackError:
             logger.debug("delivery error hidden by the job's own exception", exc_info=True)
 

@@ -763,3 +763,31 @@ def test_an_exception_whose_str_fails_still_propagates_unchanged(emu: Emulator) 
         raise error
     assert caught.value is error
     assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: Weird"
+
+
+def test_async_exits_are_bounded_and_hold_no_executor_threads(emulator: Emulator) -> None:
+    from activitysmith_track import Settings
+
+    emulator.add_fault(Fault.hang(seconds=10), times=200)
+    settings = Settings(base_url=emulator.base_url, flush_timeout=0.5, debounce=0.0)
+
+    async def job(exits: list[float]) -> None:
+        started = time.monotonic()
+        async with live_activity("Async", settings=settings):
+            pass
+        exits.append(time.monotonic() - started)
+
+    async def main() -> tuple[list[float], float]:
+        exits: list[float] = []
+        jobs = [asyncio.create_task(job(exits)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        probe = time.monotonic()
+        await asyncio.to_thread(lambda: None)  # the application's own use of the executor
+        probe_wait = time.monotonic() - probe
+        await asyncio.gather(*jobs)
+        return exits, probe_wait
+
+    exits, probe_wait = asyncio.run(main())
+    assert len(exits) == 20
+    assert max(exits) < 1.5  # each exit waits about flush_timeout, not in turn
+    assert probe_wait < 0.5

@@ -536,3 +536,41 @@ def test_collecting_a_dropped_handle_while_its_state_is_read_cannot_deadlock(
         gc.enable()
     assert channel.flush(5)
     assert kinds(emulator)[-1] == "end"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_blocks_on_a_lock_its_parent_held(emulator: Emulator) -> None:
+    with live_activity("Parent", total=100, settings=settings_for(emulator)) as la:
+        held, release = threading.Event(), threading.Event()
+
+        def hold_the_state_lock() -> None:  # as a parent thread inside advance() would
+            with la._state.lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_the_state_lock)
+        holder.start()
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: the inherited handle must neither block nor send
+            code = 1
+            try:
+                la.advance()
+                la.end()
+                code = 0
+            finally:
+                os._exit(code)
+        release.set()
+        holder.join()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child blocked on the inherited lock")
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert [r.path.rsplit("/", 1)[-1] for r in api(emulator)].count("end") == 1
