@@ -10,7 +10,7 @@ from hypothesis import settings
 from activitysmith_track.emulator import Emulator
 
 # Shared CI machines stall now and then: a slow example is not a failure, a wrong one is.
-# No example database: every run, here and in CI, starts from the same state.
+# No example database: a run never depends on what an earlier run stored.
 settings.register_profile("activitysmith-track", deadline=None, database=None)
 settings.load_profile("activitysmith-track")
 
