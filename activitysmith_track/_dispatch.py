@@ -33,7 +33,15 @@ from activitysmith_track._errors import (
 )
 from activitysmith_track._model import Payload
 
-__all__ = ["Channel", "Dispatcher", "Source", "TokenBucket", "get_dispatcher", "shutdown_all"]
+__all__ = [
+    "Channel",
+    "Dispatcher",
+    "Source",
+    "TokenBucket",
+    "close_all",
+    "get_dispatcher",
+    "shutdown_all",
+]
 
 logger = logging.getLogger("activitysmith_track")
 
@@ -336,6 +344,11 @@ class Dispatcher:
             with self._cond:
                 idle_since = self._clock()
                 while True:
+                    if self._closed:
+                        # Closed: stop here, whatever is left (close() says so).
+                        self._thread = None
+                        self._close_client()
+                        return
                     now = self._clock()
                     channel, job, due = self._next(now)
                     if channel is not None and due <= now:
@@ -344,7 +357,7 @@ class Dispatcher:
                     if channel is None and not self._channels:
                         # Nothing to do for a while: let the thread go; the next open()
                         # starts a new one.
-                        if self._closed or now - idle_since >= self.idle_timeout:
+                        if now - idle_since >= self.idle_timeout:
                             self._thread = None
                             self._close_client()
                             return
@@ -568,8 +581,9 @@ class Dispatcher:
             reason = "the API key was refused (401); check ACTIVITYSMITH_API_KEY"
         else:
             reason = str(exc)
-        # One warning per activity: a down server must not flood the job's logs.
-        if "failure" not in channel.logged:
+        # One warning per activity: a down server must not flood the job's logs. After
+        # close() (tests, or an application shutting tracking down) failures are expected.
+        if "failure" not in channel.logged and not self._closed:
             channel.logged.add("failure")
             logger.warning("Live Activity %r: %s failed: %s", channel.label, job.value, reason)
         else:
@@ -583,6 +597,8 @@ class Dispatcher:
             while True:
                 if self._shutdown_at is not None and until > self._shutdown_at:
                     raise _Interrupted("retry wait would pass the flush deadline")
+                if self._closed:
+                    raise _Interrupted("the dispatcher was closed")
                 active = self._active
                 if (
                     active is not None
@@ -609,7 +625,8 @@ class Dispatcher:
             )
 
     def close(self) -> None:
-        """Let the worker exit once idle and release the HTTP connections."""
+        """Stop sending (what is still queued is dropped) and release the HTTP connections;
+        the worker exits after the request it is sending, if any."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -688,6 +705,15 @@ def shutdown_all(timeout: float | None = None) -> int:
     for dispatcher in dispatchers:
         left += dispatcher.flush(max(0.0, deadline - time.monotonic()))
     return left
+
+
+def close_all() -> None:
+    """Close every dispatcher and forget them (for tests: nothing carries over)."""
+    with _registry_lock:
+        dispatchers = list(_dispatchers.values())
+        _dispatchers.clear()
+    for dispatcher in dispatchers:
+        dispatcher.close()
 
 
 def _reset_after_fork() -> None:

@@ -72,6 +72,10 @@ logger = logging.getLogger("activitysmith_track")
 
 _START_RETRYABLE_STATUSES = frozenset({503})
 
+# Jitter comes from a generator of our own: a library must not draw from (and so change) the
+# global random state its application may have seeded.
+_jitter = random.Random()
+
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -120,7 +124,7 @@ class RetryPolicy:
 
 
 def backoff_delay(
-    policy: RetryPolicy, retry_number: int, *, rand: Callable[[], float] = random.random
+    policy: RetryPolicy, retry_number: int, *, rand: Callable[[], float] = _jitter.random
 ) -> float:
     """Seconds to wait before retry number ``retry_number`` (1 for the first retry).
 
@@ -249,7 +253,7 @@ def build_retrying(
     sleep: Callable[[float], None],
     clock: Callable[[], float],
     deadline: float | None = None,
-    rand: Callable[[], float] = random.random,
+    rand: Callable[[], float] = _jitter.random,
     on_retry_after: Callable[[float], None] | None = None,
 ) -> tenacity.Retrying:
     """A :class:`tenacity.Retrying` for one call of ``op`` under ``policy``.

@@ -511,3 +511,13 @@ def test_api_errors_without_a_specific_class_are_not_retried() -> None:
     assert type(error_for_status(418, None)) is APIError
     assert not is_retryable(Operation.UPDATE, error_for_status(418, None))
     assert not is_retryable(Operation.UPDATE, BadRequestError(400))
+
+
+def test_jitter_leaves_the_applications_random_state_alone() -> None:
+    import random
+
+    random.seed(1234)
+    before = random.getstate()
+    for attempt in range(1, 6):
+        backoff_delay(RetryPolicy(), attempt)
+    assert random.getstate() == before
