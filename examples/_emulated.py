@@ -25,7 +25,7 @@ def emulated() -> Iterator[None]:
         yield
         return
     with running_emulator() as emu:
-        print(f"emulator at {emu.base_url}")
+        print(f"emulator at {emu.base_url} (its preview page: {emu.url})")
         yield
         print(f"the emulator received {len(emu.requests)} request(s):")
         for request in emu.requests:
