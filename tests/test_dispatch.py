@@ -11,14 +11,15 @@ import textwrap
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
 
-from activitysmith_track import RetryPolicy, Settings, live_activity
+from activitysmith_track import LiveActivity, RetryPolicy, Settings, live_activity
 from activitysmith_track import _dispatch as dispatch_module
-from activitysmith_track._dispatch import Dispatcher, TokenBucket
+from activitysmith_track._dispatch import Channel, Dispatcher, TokenBucket
 from activitysmith_track.emulator import Emulator, Fault, RecordedRequest
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02, max_elapsed=5)
@@ -422,22 +423,21 @@ def test_fork_after_a_dropped_handle_prints_nothing(emulator: Emulator) -> None:
     assert [r.path.rsplit("/", 1)[-1] for r in api(emulator)].count("end") == 1
 
 
-def test_collecting_a_dropped_handle_while_holding_the_lock_cannot_deadlock(
-    emulator: Emulator,
-) -> None:
+def collect_a_dropped_handle_holding(
+    emulator: Emulator, lock_of: Callable[[LiveActivity], Any]
+) -> Channel:
+    """Drop a started handle in a reference cycle, then collect it on a thread that holds
+    ``lock_of(handle)``; fails if that collection never finishes. Returns the channel."""
     la = live_activity("Cycle", settings=settings_for(emulator)).start()
     la.me = la  # type: ignore[attr-defined]  # a cycle: only the cyclic collector frees it
-    channel = la._channel
+    lock, channel = lock_of(la), la._channel
     assert channel is not None
-    dispatcher = channel._dispatcher
     gc.disable()  # only the collection below may free the handle
     del la
     collected = threading.Event()
 
     def collect_inside_the_lock() -> None:
-        # Garbage collection may run on any thread at any allocation, also on one that holds
-        # the dispatcher's lock; the finalizer then ends the activity through that same lock.
-        with dispatcher._cond:
+        with lock:
             gc.collect()
         collected.set()
 
@@ -446,6 +446,15 @@ def test_collecting_a_dropped_handle_while_holding_the_lock_cannot_deadlock(
         assert collected.wait(5)
     finally:
         gc.enable()
+    return channel
+
+
+def test_collecting_a_dropped_handle_while_holding_the_lock_cannot_deadlock(
+    emulator: Emulator,
+) -> None:
+    # Garbage collection may run on any thread at any allocation, also on one that holds the
+    # dispatcher's lock; the finalizer then ends the activity through that same lock.
+    channel = collect_a_dropped_handle_holding(emulator, lambda la: la._channel._dispatcher._cond)
     assert channel.flush(5)
     assert kinds(emulator)[-1] == "end"
 
@@ -514,26 +523,9 @@ def test_activities_with_different_options_share_one_worker_and_budget(emulator:
 def test_collecting_a_dropped_handle_while_its_state_is_read_cannot_deadlock(
     emulator: Emulator,
 ) -> None:
-    la = live_activity("Cycle", settings=settings_for(emulator)).start()
-    la.me = la  # type: ignore[attr-defined]  # a cycle: only the cyclic collector frees it
-    state, channel = la._state, la._channel
-    assert channel is not None
-    gc.disable()  # only the collection below may free the handle
-    del la
-    collected = threading.Event()
-
-    def collect_while_reading() -> None:
-        # The worker holds the state's lock while it builds a snapshot, and building one
-        # allocates: the collector may run the handle's finalizer right there.
-        with state.lock:
-            gc.collect()
-        collected.set()
-
-    threading.Thread(target=collect_while_reading, daemon=True).start()
-    try:
-        assert collected.wait(5)
-    finally:
-        gc.enable()
+    # The worker holds the state's lock while it builds a snapshot, and building one
+    # allocates: the collector may run the handle's finalizer right there.
+    channel = collect_a_dropped_handle_holding(emulator, lambda la: la._state.lock)
     assert channel.flush(5)
     assert kinds(emulator)[-1] == "end"
 
