@@ -64,8 +64,6 @@ _current: contextvars.ContextVar[LiveActivity | None] = contextvars.ContextVar(
 
 _CONTENT_FIELDS = frozenset(a.name for a in attrs.fields(ContentState))
 _PAYLOAD_FIELDS = frozenset({"action", "secondary_action", "channels", "tags", "metadata"})
-# Fields the handle manages itself; update() may still set them explicitly.
-_MANAGED = frozenset({"type"})
 
 
 class Outcome(enum.Enum):

@@ -177,9 +177,9 @@ class TrackedSteps:
             raise ValidationError(
                 "title", "is needed: tracked_steps('My pipeline') or activity('My pipeline')"
             )
-        return _PipelineRun(self, self._new_activity(title, generator=False))
+        return _PipelineRun(self, self._new_activity(title))
 
-    def _new_activity(self, title: str, *, generator: bool) -> LiveActivity:
+    def _new_activity(self, title: str) -> LiveActivity:
         steps: int | Sequence[str] | None = self._steps
         if steps is None and self._step_names:
             # A count, not the names: each step function shows its own name when it begins,
@@ -289,7 +289,7 @@ class TrackedSteps:
         def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            with _PipelineRun(self, self._new_activity(title, generator=False)):
+            with _PipelineRun(self, self._new_activity(title)):
                 return wrapped(*args, **kwargs)
 
         return wrapper
@@ -298,7 +298,7 @@ class TrackedSteps:
         async def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            async with _PipelineRun(self, self._new_activity(title, generator=False)):
+            async with _PipelineRun(self, self._new_activity(title)):
                 return await wrapped(*args, **kwargs)
 
         return wrapper
@@ -307,7 +307,7 @@ class TrackedSteps:
         def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Generator[Any, Any, Any]:
-            activity = self._new_activity(title, generator=True)
+            activity = self._new_activity(title)
             return _drive_generator(_Run(self, activity), wrapped(*args, **kwargs))
 
         return wrapper
@@ -316,7 +316,7 @@ class TrackedSteps:
         def wrapper(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> AsyncGenerator[Any, Any]:
-            activity = self._new_activity(title, generator=True)
+            activity = self._new_activity(title)
             return _drive_async_generator(_Run(self, activity), wrapped(*args, **kwargs))
 
         return wrapper

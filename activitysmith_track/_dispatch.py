@@ -121,7 +121,6 @@ class Channel:
         "dirty",
         "dirty_since",
         "done",
-        "done_event",
         "end_payload",
         "errors",
         "flush_timeout",
@@ -163,7 +162,6 @@ class Channel:
         self.end_payload: Payload | None = None
         self.keep_open = False  # a pipeline step hands the stream on instead of ending it
         self.done = False
-        self.done_event = threading.Event()
         self.busy = False  # a request of this channel is on the wire
         self.urgent = False  # someone waits in flush(): skip the debounce
         self.waited = False  # a flush already waited its full timeout for the end
@@ -552,7 +550,6 @@ class Dispatcher:
 
     def _finish_locked(self, channel: Channel) -> None:
         channel.done = True
-        channel.done_event.set()
         if channel in self._channels:
             self._channels.remove(channel)
         self._cond.notify_all()
