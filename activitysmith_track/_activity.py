@@ -1,32 +1,32 @@
 """The activity handle: ``live_activity()``, :class:`LiveActivity` and ``current_activity()``.
 
-The handle keeps the activity's state on the user's side and never talks HTTP: each call
-validates its arguments, records the change and returns; the dispatcher's worker reads the
-newest state (:meth:`_State.snapshot`) when it is ready to send. Leaving the block ends the
-activity exactly once, in a success, failure or cancelled look, and waits at most
-``flush_timeout`` seconds for that end to be delivered.
+The handle only produces values. Each call checks its arguments, derives the next state (a new
+frozen :class:`~activitysmith_track._state.ActivityState` for deliberate changes, new numbers
+for the per-item calls), publishes it into the activity's lane and returns; the dispatcher's
+sender threads read the lane and send. A value the service would refuse is refused here, at
+the call, and changes nothing. Leaving the block ends the activity exactly once and waits at
+most ``flush_timeout`` seconds for the end to be delivered; it never raises anything but the
+block's own exception (strict mode adds delivery errors, only when the block succeeded).
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import contextvars
-import enum
 import logging
-import os
-import string
+import math
+import sys
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import attrs
 
+from activitysmith_track import _lifecycle
+from activitysmith_track._checks import MAX_INT, MAX_TEXT, check_count, check_number, check_text
 from activitysmith_track._config import Settings, resolve_settings
-from activitysmith_track._dispatch import Channel, get_dispatcher, shutdown_all
+from activitysmith_track._dispatch import Dispatcher, Lane, get_dispatcher
 from activitysmith_track._errors import (
     ActivityEndedError,
     ActivitySmithTrackError,
@@ -44,9 +44,20 @@ from activitysmith_track._model import (
     ContentState,
     Icon,
     Metric,
-    Operation,
-    Payload,
-    validate_stream_key,
+)
+from activitysmith_track._render import check, describe_error, render
+from activitysmith_track._state import (
+    CONTENT_FIELDS,
+    PAYLOAD_FIELDS,
+    ActivityState,
+    Countdown,
+    Ending,
+    EndLook,
+    Looks,
+    Outcome,
+    Position,
+    metrics_from,
+    plan,
 )
 
 __all__ = ["EndLook", "LiveActivity", "Outcome", "current_activity", "live_activity"]
@@ -55,341 +66,21 @@ logger = logging.getLogger("activitysmith_track")
 
 T = TypeVar("T")
 
-# What a lock screen shows of a subtitle before it is cut; longer final texts end in "…".
-SUBTITLE_LIMIT = 64
-
 _current: contextvars.ContextVar[LiveActivity | None] = contextvars.ContextVar(
     "activitysmith_track_current", default=None
 )
-
-_CONTENT_FIELDS = frozenset(a.name for a in attrs.fields(ContentState))
-_PAYLOAD_FIELDS = frozenset({"action", "secondary_action", "channels", "tags", "metadata"})
-
-
-class Outcome(enum.Enum):
-    """How an activity ended."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    CANCELLED = "cancelled"
-    ABANDONED = "abandoned"
-
-
-def _to_color(field: str, value: Color | str | None) -> Color | None:
-    if value is None or isinstance(value, Color):
-        return value
-    if not isinstance(value, str):
-        raise ArgumentTypeError(field, "a Color or a colour name", value)
-    try:
-        return Color(value)
-    except ValueError:
-        allowed = ", ".join(c.value for c in Color)
-        raise ValidationError(field, f"must be one of {allowed}, got {value!r}", value) from None
-
-
-def _look_color(value: Color | str | None) -> Color | None:
-    return _to_color("color", value)
-
-
-def _look_icon(value: Icon | str | None) -> Icon | None:
-    return Icon(symbol=value) if isinstance(value, str) else value
-
-
-_TEMPLATE_FIELDS = frozenset({"elapsed", "where", "step", "steps", "step_name", "error"})
-
-
-def _check_template(_inst: object, _attr: attrs.Attribute[str | None], value: str | None) -> None:
-    # Checked when the look is built: a bad template must not fail at the end of a job.
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise ArgumentTypeError("subtitle", "a str template", value)
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-    except ValueError as exc:
-        raise ValidationError("subtitle", f"is not a valid template: {exc}", value) from None
-    for name in names:
-        if name not in _TEMPLATE_FIELDS:
-            allowed = ", ".join("{" + n + "}" for n in sorted(_TEMPLATE_FIELDS))
-            shown = "{" + name + "}"
-            raise ValidationError("subtitle", f"uses {shown}; the fields are {allowed}", value)
-
-
-@attrs.frozen(kw_only=True)
-class EndLook:
-    """How the final state looks for one outcome (success, failure, cancelled).
-
-    ``subtitle`` is a template with the fields ``{elapsed}``, ``{where}`` (for example
-    ``at upload archive`` or ``at 40%``), ``{step}``, ``{steps}``, ``{step_name}`` and
-    ``{error}`` (the exception's type and trimmed message, or ``fail()``'s message).
-    """
-
-    subtitle: str | None = attrs.field(default=None, validator=_check_template)
-    color: Color | None = attrs.field(default=None, converter=_look_color)
-    icon: Icon | None = attrs.field(default=None, converter=_look_icon)
-
-
-DEFAULT_SUCCESS = EndLook(subtitle="Done in {elapsed}", color=Color.GREEN)
-DEFAULT_FAILURE = EndLook(subtitle="Failed {where}: {error}", color=Color.RED)
-DEFAULT_CANCELLED = EndLook(subtitle="Cancelled {where}", color=Color.ORANGE)
-DEFAULT_ABANDONED = EndLook(subtitle="Stopped {where}", color=Color.GRAY)
-
-
-def _format_elapsed(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def _trim(text: str, limit: int = SUBTITLE_LIMIT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _describe_error(exc: BaseException | None, message: str | None, show_message: bool) -> str:
-    if message is not None:
-        return message
-    if exc is None:
-        return "error"
-    if isinstance(exc, SystemExit):
-        if isinstance(exc.code, str):  # sys.exit("message") exits with 1 and prints it
-            return f"exit code 1: {exc.code}" if show_message else "exit code 1"
-        return f"exit code {exc.code}"
-    name = type(exc).__name__
-    text = ""
-    if show_message:
-        try:
-            text = str(exc)
-        except Exception:  # the job's exception must propagate, whatever its __str__ does
-            text = ""
-    return f"{name}: {text}" if text else name
-
-
-def _check_number(field: str, value: object, *, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ArgumentTypeError(field, "an int or float", value)
-    if not value >= minimum:  # also refuses nan
-        raise ValidationError(field, f"must be at least {minimum:g}, got {value!r}", value)
-    return value
-
-
-def _metrics_from(items: Sequence[Metric], values: Mapping[str, Any]) -> tuple[Metric, ...]:
-    metrics = list(items)
-    for item in metrics:
-        if not isinstance(item, Metric):
-            raise ArgumentTypeError("metrics", "Metric values or label=value keywords", item)
-    metrics.extend(Metric(label=label, value=value) for label, value in values.items())
-    return tuple(metrics)
-
-
-class _State:
-    """The activity's current state on the user's side; the worker snapshots it.
-
-    Kept apart from the handle so that a dropped handle can be garbage-collected while the
-    dispatcher still holds this (its finalizer ends the activity).
-    """
-
-    def __init__(
-        self,
-        *,
-        fields: dict[str, Any],
-        extras: dict[str, Any],
-        step_names: list[str] | None,
-        total: float | None,
-        settings: Settings,
-        looks: dict[Outcome, EndLook],
-    ) -> None:
-        # Reentrant: the worker may hold it while reading a snapshot when garbage collection
-        # runs the dropped handle's finalizer, which ends the activity through it.
-        self.lock = threading.RLock()
-        _states.add(self)
-        self.fields = fields
-        self.extras = extras
-        self.step_names = step_names
-        self.base_subtitle: str | None = fields.get("subtitle")
-        self.count: float = 0
-        self.total = total
-        self.counting = False
-        self.settings = settings
-        self.looks = looks
-        self.started_at = time.monotonic()
-        self.ended = False
-        self.outcome: Outcome | None = None
-        self.pid = os.getpid()
-        self.hand_on = False
-        self.current_name: str | None = None
-
-    @property
-    def kind(self) -> ActivityType:
-        kind: ActivityType = self.fields["type"]
-        return kind
-
-    def content(self) -> dict[str, Any]:
-        """The content-state fields as they should be shown now (call with the lock held)."""
-        fields = dict(self.fields)
-        kind = self.kind
-        if kind is ActivityType.PROGRESS and "percentage" not in fields:
-            fields["value"] = self.count
-            fields["upper_limit"] = self.total
-        elif self.counting:
-            shown = (
-                f"{self.count:,g} done"
-                if self.total is None
-                else f"{self.count:,g}/{self.total:,g}"
-            )
-            base = fields.get("subtitle")
-            fields["subtitle"] = f"{base} · {shown}" if base else shown
-        if kind is ActivityType.TIMER and "duration_seconds" in fields:
-            # Sending duration_seconds restarts a countdown from the request's time, so every
-            # request carries the seconds left: the countdown keeps its end moment.
-            left = fields["duration_seconds"] - (time.monotonic() - self.started_at)
-            fields["duration_seconds"] = max(1.0, round(left, 1))
-        return fields
-
-    def snapshot(self) -> Payload:
-        with self.lock:
-            return self.snapshot_locked()
-
-    def snapshot_locked(self, overrides: Mapping[str, Any] | None = None) -> Payload:
-        fields, extras = self.content(), dict(self.extras)
-        for name, value in (overrides or {}).items():
-            (extras if name in _PAYLOAD_FIELDS else fields)[name] = value
-        return Payload(content_state=ContentState(**fields), **extras)
-
-    def where(self) -> str:
-        fields = self.fields
-        kind = self.kind
-        if kind is ActivityType.SEGMENTED_PROGRESS:
-            step = fields.get("current_step") or 0
-            name = self.step_name()
-            if step == 0:
-                return "before the first step"
-            return f"at {name}" if name else f"at step {step} of {fields['number_of_steps']}"
-        if kind is ActivityType.PROGRESS:
-            if "percentage" in fields:
-                return f"at {fields['percentage']:g}%"
-            if self.total:
-                return f"at {min(100.0, 100.0 * self.count / self.total):.0f}%"
-        if self.current_name:
-            return f"at {self.current_name}"
-        return f"after {_format_elapsed(time.monotonic() - self.started_at)}"
-
-    def step_name(self) -> str | None:
-        if self.current_name is not None:  # the name given to step() wins over the plan
-            return self.current_name
-        step = self.fields.get("current_step") or 0
-        names = self.step_names
-        if names is not None and 0 < step <= len(names):
-            return names[step - 1]
-        subtitle = self.fields.get("subtitle")
-        return subtitle if isinstance(subtitle, str) else None
-
-    def final(
-        self,
-        outcome: Outcome,
-        *,
-        exc: BaseException | None = None,
-        message: str | None = None,
-        overrides: Mapping[str, Any] | None = None,
-    ) -> Payload:
-        """The final payload for an outcome (call with the lock held)."""
-        look = self.looks[outcome]
-        fields = self.content()
-        kind = self.kind
-        if outcome is Outcome.SUCCESS:
-            if kind is ActivityType.SEGMENTED_PROGRESS:
-                fields["current_step"] = fields["number_of_steps"]
-            elif kind is ActivityType.PROGRESS:
-                fields.pop("value", None)
-                fields.pop("upper_limit", None)
-                fields["percentage"] = 100
-        if kind is ActivityType.TIMER:
-            fields["is_running"] = False  # freeze the timer at the time it ended
-            fields.pop("duration_seconds", None)
-        if look.subtitle is not None:
-            step = fields.get("current_step") or 0
-            error = _describe_error(exc, message, self.settings.show_error_message)
-            fields["subtitle"] = _trim(
-                look.subtitle.format(
-                    elapsed=_format_elapsed(time.monotonic() - self.started_at),
-                    where=self.where(),
-                    step=step,
-                    steps=fields.get("number_of_steps") or 0,
-                    step_name=self.step_name() or "",
-                    error=error,
-                )
-            )
-        if look.color is not None:
-            fields["color"] = look.color
-            if kind is ActivityType.SEGMENTED_PROGRESS:
-                fields["step_color"] = look.color
-        if look.icon is not None:
-            fields["icon"] = look.icon
-        extras = dict(self.extras)
-        for name, value in (overrides or {}).items():
-            (extras if name in _PAYLOAD_FIELDS else fields)[name] = value
-        return Payload(content_state=ContentState(**fields), **extras)
-
-
-# Every state, so that a forked child can give each one a fresh lock.
-_states: weakref.WeakSet[_State] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    # A parent thread may have held a state's lock at the fork (in advance(), or the worker
-    # reading it); the child would then block for good on the inherited handle.
-    for state in list(_states):
-        state.lock = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-# The finalizers of started activities that have not ended, by id() of their state. No lock:
-# a finalizer may run inside garbage collection on a thread that holds any lock, so only
-# single dict operations (atomic) touch this.
-_finalizers: dict[int, weakref.finalize[Any, Any]] = {}
+_get_ident = threading.get_ident
+# Larger per-call counts lose their value as JSON numbers (see _checks.check_number).
+_BIG = 2**53
 _warned_no_key = False
+_STOPPED = EndLook(subtitle="Stopped by {error} {where}")
 
 
-def _abandon(state: _State, channel: Channel) -> None:
-    """End an activity whose handle was dropped or is still open at exit (finalizer)."""
-    _finalizers.pop(id(state), None)
-    try:
-        with state.lock:
-            if state.ended or state.pid != os.getpid():
-                return
-            state.ended = True
-            state.outcome = Outcome.ABANDONED
-            # A pipeline step's process that exits normally hands the stream on.
-            hand_on = state.hand_on
-            payload = state.snapshot_locked() if hand_on else state.final(Outcome.ABANDONED)
-        channel.close(payload, keep_open=hand_on)
-    except Exception:  # a finalizer has no caller to tell
-        logger.debug("could not end a dropped Live Activity", exc_info=True)
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    import difflib
 
-
-def _at_exit() -> None:
-    # End every activity that is still open, then give their ends flush_timeout to arrive.
-    pending = list(_finalizers.values())
-    _finalizers.clear()
-    for finalizer in pending:
-        # Not finalizer(): weakref's own exit hook, which runs before this one, disables
-        # finalizers; detach() still hands back what the finalizer would have called.
-        info = finalizer.detach()
-        if info is not None:
-            _obj, func, args, _kwargs = info
-            func(*args)
-    left = shutdown_all()
-    if left:
-        logger.warning("%d Live Activity end(s) could not be delivered before exit", left)
-
-
-atexit.register(_at_exit)
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 class LiveActivity:
@@ -397,93 +88,125 @@ class LiveActivity:
 
     Use it as a context manager (``with`` or ``async with``), or call :meth:`start` and
     :meth:`end` yourself. Every method only records the new state and returns at once; the
-    requests are sent in the background. Calls after the activity ended raise
-    :class:`ActivityEndedError`.
+    requests are sent in the background. The handle is thread-safe. Calls after the activity
+    ended raise :class:`ActivityEndedError`.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_attached",
+        "_clock",
+        "_dispatcher",
+        "_ended",
+        "_lane",
+        "_lock",
+        "_mine",
+        "_names",
+        "_owner",
+        "_progress",
+        "_settings",
+        "_started",
+        "_token",
+    )
 
     def __init__(
         self,
-        state: _State,
+        state: ActivityState,
+        position: Position | None = None,
         *,
         settings: Settings,
-        stream_key: str | None,
-        title: str,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
-        self._state = state
+        lane = Lane(state, position or Position())
+        self._lane = lane
+        self._lock = threading.Lock()
         self._settings = settings
-        self._stream_key = stream_key
-        self._title = title
-        self._channel: Channel | None = None
+        self._dispatcher = dispatcher
+        self._clock = dispatcher.clock if dispatcher is not None else time.monotonic
+        # The hot paths' shortcuts: the opening thread's own count cell, the step names and
+        # whether counting drives a bar (the type never changes).
+        self._owner = lane.tally.owner
+        self._mine = lane.tally.mine
+        self._names = state.step_names
+        self._progress = state.kind is ActivityType.PROGRESS
         self._started = False
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._ended = False
+        self._attached = False
         self._token: contextvars.Token[LiveActivity | None] | None = None
 
     def __repr__(self) -> str:
-        status = "ended" if self._state.ended else "live" if self._started else "new"
-        return f"<LiveActivity {self._title!r} {status} id={self.activity_id!r}>"
+        status = "ended" if self._ended else "live" if self._started else "new"
+        return f"<LiveActivity {self.title!r} {status} id={self.activity_id!r}>"
+
+    def __bool__(self) -> bool:
+        return True
 
     # -- read-only views ---------------------------------------------------------------------
 
     @property
     def title(self) -> str:
-        return self._title
+        return self._lane.state.title
 
     @property
     def activity_id(self) -> str | None:
         """The server's id, once the start was delivered (``None`` before, or untracked)."""
-        return None if self._channel is None else self._channel.activity_id
+        return self._lane.activity_id
 
     @property
     def stream_key(self) -> str | None:
-        return self._stream_key
+        return self._lane.state.target.stream_key
 
     @property
     def operation(self) -> str | None:
         """The ``operation`` of the last stream answer (``started``, ``updated``, ...)."""
-        return None if self._channel is None else self._channel.last_operation
+        return self._lane.last_operation
 
     @property
     def ended(self) -> bool:
-        return self._state.ended
+        return self._ended
 
     @property
     def outcome(self) -> Outcome | None:
-        return self._state.outcome
+        ending = self._lane.state.ending
+        return None if ending is None else ending.outcome
 
     @property
     def errors(self) -> list[ActivitySmithTrackError]:
         """Delivery errors so far (also logged; raised at the end in strict mode)."""
-        return [] if self._channel is None else list(self._channel.errors)
+        return list(self._lane.errors)
 
     @property
     def state(self) -> ContentState:
         """The content state as it would be sent now."""
-        return self._state.snapshot().content_state
+        state, position = self._lane.read()
+        return render(state, position, self._clock()).content_state
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> LiveActivity:
         """Start the activity (``with`` does this for you); returns the handle."""
-        if self._started:
-            raise UsageError(f"Live Activity {self._title!r} was already started")
-        payload = self._state.snapshot()
-        # Refuse an incomplete start here, at the caller, before anything is queued.
-        payload.body(Operation.STREAM_PUT if self._stream_key else Operation.START)
-        self._started = True
-        self._state.started_at = time.monotonic()
-        channel = self._open_channel()
-        if channel is not None:
-            self._channel = channel
-            finalizer = weakref.finalize(self, _abandon, self._state, channel)
-            finalizer.atexit = False  # _at_exit runs it, before the flush
-            _finalizers[id(self._state)] = finalizer
-            self._finalizer = finalizer
+        with self._lock:
+            if self._started:
+                raise UsageError(f"Live Activity {self.title!r} was already started")
+            self._started = True
+            lane = self._lane
+            now = self._clock()
+            state = lane.state
+            countdown = state.countdown.started(now) if state.countdown is not None else None
+            self._publish(attrs.evolve(state, started_at=now, countdown=countdown))
+        dispatcher = self._open_dispatcher()
+        if dispatcher is not None:
+            dispatcher.open(lane, self._settings)
+            self._attached = True
+            _lifecycle.opened(self, lane, signals=self._settings.signals)
         return self
 
-    def _open_channel(self) -> Channel | None:
+    def _open_dispatcher(self) -> Dispatcher | None:
         settings = self._settings
         if settings.disabled:
             return None
+        if self._dispatcher is not None:
+            return self._dispatcher
         if settings.effective_api_key is None:
             if settings.strict:
                 raise ConfigurationError(
@@ -498,9 +221,15 @@ class LiveActivity:
                     "or ACTIVITYSMITH_BASE_URL to a local emulator, to see them."
                 )
             return None
-        return get_dispatcher(settings).open(
-            self._state, label=self._title, stream_key=self._stream_key, settings=settings
-        )
+        self._dispatcher = get_dispatcher(settings)
+        return self._dispatcher
+
+    def _publish(self, state: ActivityState) -> None:
+        """Hand the sender a new state (called with the handle's lock held)."""
+        lane = self._lane
+        lane.seq += 1
+        lane.state = state
+        lane.seq += 1
 
     def _finish(
         self,
@@ -510,75 +239,90 @@ class LiveActivity:
         message: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         explicit: bool,
+        hand_on: bool = False,
+        look: EndLook | None = None,
     ) -> bool:
-        state = self._state
-        with state.lock:
-            if state.ended:
+        lane = self._lane
+        with self._lock:
+            if self._ended:
                 if explicit:
-                    raise ActivityEndedError(
-                        f"Live Activity {self._title!r} already ended ({state.outcome.value})"
-                        if state.outcome
-                        else f"Live Activity {self._title!r} already ended"
-                    )
+                    raise ActivityEndedError(self._ended_message())
                 return False
-            hand_on = state.hand_on and outcome is Outcome.SUCCESS
+            state = lane.state
+            target = state.target
+            if hand_on and target.stream_key is None:
+                raise UsageError("hand_on() needs a stream activity (stream_key=...)")
+            handing_on = hand_on or (target.hand_on and outcome is Outcome.SUCCESS)
+            error = None
+            if outcome in (Outcome.FAILURE, Outcome.CANCELLED) or message is not None:
+                error = describe_error(exc, message, state.looks.show_error_message)
+            ending = Ending(
+                outcome=outcome,
+                at=self._clock(),
+                error=error,
+                overrides=dict(overrides or {}),
+                hand_on=handing_on,
+                look=look,
+            )
+            ended = attrs.evolve(state, ending=ending)
+            position = lane.read()[1]
             try:
-                if hand_on:
-                    # A pipeline step that is not the last hands the stream on, as it is
-                    # (with the fields end() was given), without the success look.
-                    payload = state.snapshot_locked(overrides)
-                else:
-                    payload = state.final(outcome, exc=exc, message=message, overrides=overrides)
-                payload.body(self._end_operation(hand_on))
-            except Exception:
+                check(ended, position)
+            except ActivitySmithTrackError:
                 if explicit:
                     raise  # end(**fields) with a bad field: refused at the call, not ended
-                # Leaving a block must never raise: end with the last state that was valid.
+                # Leaving a block must never raise: end without the fields that were refused.
                 logger.warning(
-                    "Live Activity %r: the final state is not valid; ending with the last one",
-                    self._title,
+                    "Live Activity %r: the final state is not valid; ending without its fields",
+                    self.title,
                     exc_info=True,
                 )
-                payload = state.snapshot_locked()
-            state.ended = True
-            state.outcome = outcome
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            _finalizers.pop(id(state), None)
-        channel = self._channel
-        if channel is not None and state.pid == os.getpid():
-            channel.close(payload, keep_open=hand_on)
+                ended = attrs.evolve(state, ending=attrs.evolve(ending, overrides={}))
+            self._publish(ended)
+            self._ended = True
+        if self._attached:
+            _lifecycle.closed(lane)
+            assert self._dispatcher is not None
+            self._dispatcher.end(lane)
         return True
 
-    def _end_operation(self, hand_on: bool) -> Operation:
-        if self._stream_key is None:
-            return Operation.END
-        return Operation.STREAM_PUT if hand_on else Operation.STREAM_DELETE
-
-    def _update_operation(self) -> Operation:
-        return Operation.UPDATE if self._stream_key is None else Operation.STREAM_PUT
+    def _ended_message(self) -> str:
+        outcome = self.outcome
+        shown = f" ({outcome.value})" if outcome is not None else ""
+        return f"Live Activity {self.title!r} already ended{shown}"
 
     def end(self, **fields: Any) -> None:
         """End the activity now, in the success look; ``fields`` override the final state."""
         self._require_started()
-        self._validate_fields(fields)
+        self._check_field_names(fields)
         self._finish(Outcome.SUCCESS, overrides=fields, explicit=True)
 
     def fail(self, message: str | None = None, **fields: Any) -> None:
         """End the activity now, in the failure look; ``message`` replaces the error text."""
         self._require_started()
-        if message is not None and not isinstance(message, str):
-            raise ArgumentTypeError("message", "a str", message)
-        self._validate_fields(fields)
+        if message is not None:
+            check_text("message", message, empty=True)
+        self._check_field_names(fields)
         self._finish(Outcome.FAILURE, message=message, overrides=fields, explicit=True)
 
     def cancel(self, message: str | None = None, **fields: Any) -> None:
         """End the activity now, in the cancelled look (``{error}`` shows ``message``)."""
         self._require_started()
-        if message is not None and not isinstance(message, str):
-            raise ArgumentTypeError("message", "a str", message)
-        self._validate_fields(fields)
+        if message is not None:
+            check_text("message", message, empty=True)
+        self._check_field_names(fields)
         self._finish(Outcome.CANCELLED, message=message, overrides=fields, explicit=True)
+
+    def hand_on(self, **fields: Any) -> None:
+        """Stream mode: send the state as it is (with ``fields``) and leave the activity live.
+
+        The next process that opens the same ``stream_key`` continues it; this handle is done
+        (leaving its block sends nothing more). For a pipeline step that will be retried, for
+        example: ``la.hand_on(subtitle="Retrying 2/3: ConnectionError")``.
+        """
+        self._require_started()
+        self._check_field_names(fields)
+        self._finish(Outcome.HANDED_ON, overrides=fields, explicit=True, hand_on=True)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every change recorded so far (and the end, once ended) reached the server.
@@ -586,60 +330,128 @@ class LiveActivity:
         Returns False if ``timeout`` (default ``flush_timeout``) passed first, or when the
         activity is not tracked. Useful in tests and before handing off to another process.
         """
-        channel = self._channel
-        if channel is None or self._state.pid != os.getpid():
+        if timeout is not None:
+            timeout = check_number("timeout", timeout, minimum=0)
+        dispatcher = self._dispatcher
+        if not self._attached or dispatcher is None:
             return False
-        return channel.flush(self._settings.flush_timeout if timeout is None else timeout)
+        wait = self._settings.flush_timeout if timeout is None else timeout
+        return dispatcher.flush_lane(self._lane, wait, end_deadline=self._ended)
 
     def _after_end(self) -> None:
         """Wait for delivery (bounded) and, in strict mode, raise what went wrong."""
-        channel = self._channel
-        if channel is None or self._state.pid != os.getpid():
+        dispatcher = self._dispatcher
+        if not self._attached or dispatcher is None:
             return
-        self._report(channel, channel.flush(self._settings.flush_timeout))
+        delivered = dispatcher.flush_lane(
+            self._lane, self._settings.flush_timeout, end_deadline=True
+        )
+        self._report(delivered)
 
     async def _after_end_async(self) -> None:
         """:meth:`_after_end` for ``async with``: polls instead of holding an executor thread
         (a hung server must not starve the application's own ``to_thread`` calls)."""
-        channel = self._channel
-        if channel is None or self._state.pid != os.getpid():
-            return
-        deadline = time.monotonic() + self._settings.flush_timeout
-        pause = 0.002
-        while not channel.flush(0):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            await asyncio.sleep(min(pause, remaining))
-            pause = min(pause * 2, 0.05)
-        self._report(channel, channel.flush(0))
+        import asyncio
 
-    def _report(self, channel: Channel, delivered: bool) -> None:
+        dispatcher = self._dispatcher
+        if not self._attached or dispatcher is None:
+            return
+        lane = self._lane
+        deadline = self._clock() + self._settings.flush_timeout
+        dispatcher.waiting(lane, deadline)
+        try:
+            pause = 0.002
+            while not dispatcher.settled(lane):
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                await asyncio.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.05)
+        finally:
+            dispatcher.done_waiting(lane)
+        self._report(dispatcher.settled(lane))
+
+    def _report(self, delivered: bool) -> None:
+        settings = self._settings
+        lane = self._lane
         if not delivered:
             logger.warning(
                 "Live Activity %r: the end was not confirmed within flush_timeout (%gs); "
                 "it is still being sent in the background",
-                self._title,
-                self._settings.flush_timeout,
+                self.title,
+                settings.flush_timeout,
             )
-        if self._settings.strict:
-            if channel.errors:
-                raise channel.errors[0]
-            if not delivered:
-                raise TransportError(
-                    f"the end of Live Activity {self._title!r} was not delivered within "
-                    f"flush_timeout ({self._settings.flush_timeout:g}s)"
-                )
+        if not settings.strict:
+            return
+        timeout = None
+        if not delivered:
+            timeout = TransportError(
+                f"the end of Live Activity {self.title!r} was not delivered within "
+                f"flush_timeout ({settings.flush_timeout:g}s)"
+            )
+        root = lane.errors[0] if lane.errors else lane.last_error
+        if root is None:
+            if timeout is not None:
+                raise timeout
+            return
+        if timeout is not None:
+            # The root cause is what is raised; the timeout is its context.
+            root.__context__ = timeout
+        raise root
 
-    @staticmethod
-    def _outcome_for(exc: BaseException | None) -> Outcome:
+    def _outcome_for(self, exc: BaseException | None) -> tuple[Outcome, EndLook | None]:
         if exc is None:
-            return Outcome.SUCCESS
+            return Outcome.SUCCESS, None
+        stopping = isinstance(exc, SystemExit | KeyboardInterrupt)
+        signal_name = _lifecycle.recent_signal() if stopping else None
+        if signal_name is not None:
+            return Outcome.CANCELLED, self._stopped_look()
         if isinstance(exc, SystemExit):
-            return Outcome.SUCCESS if exc.code in (None, 0) else Outcome.FAILURE
-        if isinstance(exc, KeyboardInterrupt | GeneratorExit | asyncio.CancelledError):
-            return Outcome.CANCELLED
-        return Outcome.FAILURE
+            return (Outcome.SUCCESS if exc.code in (None, 0) else Outcome.FAILURE), None
+        asyncio = sys.modules.get("asyncio")  # a CancelledError exists only once it is imported
+        cancelled = asyncio is not None and isinstance(exc, asyncio.CancelledError)
+        if isinstance(exc, KeyboardInterrupt | GeneratorExit) or cancelled:
+            return Outcome.CANCELLED, None
+        return Outcome.FAILURE, None
+
+    def _stopped_look(self) -> EndLook:
+        cancelled = self._lane.state.looks.cancelled
+        return attrs.evolve(_STOPPED, color=cancelled.color, icon=cancelled.icon)
+
+    def _finish_from(self, exc: BaseException | None) -> None:
+        """End as the block's outcome says and wait for delivery; never hides ``exc``."""
+        try:
+            outcome, look = self._outcome_for(exc)
+            message = _lifecycle.recent_signal() if look is not None else None
+            self._finish(outcome, exc=exc, message=message, explicit=False, look=look)
+        except Exception:  # leaving a block never raises over the job's own outcome
+            logger.warning("Live Activity %r: could not end it", self.title, exc_info=True)
+            return
+        if exc is None:
+            self._after_end()
+            return
+        # The user's exception propagates unchanged; delivery problems are only logged.
+        try:
+            self._after_end()
+        except ActivitySmithTrackError:
+            logger.debug("delivery error hidden by the job's own exception", exc_info=True)
+
+    async def _afinish_from(self, exc: BaseException | None) -> None:
+        # Same as _finish_from, waiting for delivery without blocking the event loop.
+        try:
+            outcome, look = self._outcome_for(exc)
+            message = _lifecycle.recent_signal() if look is not None else None
+            self._finish(outcome, exc=exc, message=message, explicit=False, look=look)
+        except Exception:
+            logger.warning("Live Activity %r: could not end it", self.title, exc_info=True)
+            return
+        if exc is None:
+            await self._after_end_async()
+            return
+        try:
+            await self._after_end_async()
+        except ActivitySmithTrackError:
+            logger.debug("delivery error hidden by the job's own exception", exc_info=True)
 
     def __enter__(self) -> LiveActivity:
         self.start()
@@ -667,29 +479,6 @@ class LiveActivity:
         self._reset_current()
         await self._afinish_from(exc)
 
-    def _finish_from(self, exc: BaseException | None) -> None:
-        """End as the block's outcome says and wait for delivery; never hides ``exc``."""
-        self._finish(self._outcome_for(exc), exc=exc, explicit=False)
-        if exc is None:
-            self._after_end()
-            return
-        # The user's exception propagates unchanged; delivery problems are only logged.
-        try:
-            self._after_end()
-        except ActivitySmithTrackError:
-            logger.debug("delivery error hidden by the job's own exception", exc_info=True)
-
-    async def _afinish_from(self, exc: BaseException | None) -> None:
-        # Same as _finish_from, waiting for delivery without blocking the event loop.
-        self._finish(self._outcome_for(exc), exc=exc, explicit=False)
-        if exc is None:
-            await self._after_end_async()
-            return
-        try:
-            await self._after_end_async()
-        except ActivitySmithTrackError:
-            logger.debug("delivery error hidden by the job's own exception", exc_info=True)
-
     def _reset_current(self) -> None:
         token, self._token = self._token, None
         if token is not None:
@@ -698,106 +487,64 @@ class LiveActivity:
             except ValueError:  # exited in another context than it entered (rare, harmless)
                 _current.set(None)
 
-    # -- updates -----------------------------------------------------------------------------
+    # -- checks --------------------------------------------------------------------------------
 
     def _require_started(self) -> None:
         if not self._started:
             raise UsageError(
-                f"Live Activity {self._title!r} is not started: use it in a with block or "
+                f"Live Activity {self.title!r} is not started: use it in a with block or "
                 "call start() first"
             )
 
-    def _require_open(self) -> None:
-        # Called with the state lock held.
-        if self._state.ended:
-            raise ActivityEndedError(
-                f"Live Activity {self._title!r} already ended; it cannot be updated"
-            )
+    def _refuse_ended(self) -> None:
+        raise ActivityEndedError(
+            f"Live Activity {self.title!r} already ended; it cannot be updated"
+        )
 
-    def _touch(self) -> None:
-        channel = self._channel
-        if channel is not None and not channel.dirty:
-            channel.touch()
-
-    def _step_counts(self) -> tuple[int, int] | None:
-        """``(current_step, number_of_steps)``, or None without steps; cheap, for hot paths."""
-        state = self._state
-        with state.lock:
-            if state.kind is not ActivityType.SEGMENTED_PROGRESS:
-                return None
-            fields = state.fields
-            return fields.get("current_step") or 0, fields["number_of_steps"]
-
-    def step(self, name: str | None = None) -> None:
-        """Finish the current step and begin the next; ``name`` becomes the subtitle.
-
-        Stepping past the last step grows ``number_of_steps`` (a workflow may have more
-        steps than planned); on activities without steps it only changes the subtitle.
-        """
-        if name is not None and not isinstance(name, str):
-            raise ArgumentTypeError("name", "a str", name)
-        state = self._state
-        with state.lock:
-            self._require_open()
-            fields = state.fields
-            if state.kind is not ActivityType.PROGRESS:
-                # Items counted in the subtitle belong to the step that just finished; a
-                # progress bar keeps its count.
-                state.counting = False
-                state.count = 0
-            state.current_name = name
-            if state.kind is ActivityType.SEGMENTED_PROGRESS:
-                step = (fields.get("current_step") or 0) + 1
-                if step > fields["number_of_steps"]:
-                    logger.debug("%r: step %d grows number_of_steps", self._title, step)
-                    fields["number_of_steps"] = step
-                fields["current_step"] = step
-                if name is None and state.step_names and step <= len(state.step_names):
-                    name = state.step_names[step - 1]
-            subtitle = name if name is not None else state.base_subtitle
-            if subtitle is None:
-                fields.pop("subtitle", None)
-            else:
-                fields["subtitle"] = subtitle
-        self._touch()
-
-    def set_steps(self, steps: int) -> None:
-        """Change the number of steps (the workflow grew or shrank)."""
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise ArgumentTypeError("steps", "an int", steps)
-        if steps < 1:
-            raise ValidationError("steps", f"must be at least 1, got {steps}", steps)
-        state = self._state
-        with state.lock:
-            self._require_open()
-            if state.kind is not ActivityType.SEGMENTED_PROGRESS:
-                raise UsageError("set_steps() needs an activity with steps (steps=...)")
-            current = state.fields.get("current_step") or 0
-            if steps < current:
+    def _check_field_names(self, fields: Mapping[str, Any]) -> None:
+        for name in fields:
+            if name not in CONTENT_FIELDS and name not in PAYLOAD_FIELDS:
                 raise ValidationError(
-                    "steps", f"({steps}) must not be below the steps already begun ({current})"
+                    name,
+                    "is not a content-state field the API knows"
+                    + _did_you_mean(name, CONTENT_FIELDS | PAYLOAD_FIELDS),
                 )
-            state.fields["number_of_steps"] = steps
-        self._touch()
+        if "channels" in fields:
+            raise ValidationError("channels", "can only be set when the activity starts")
+        if "type" in fields and fields["type"] is not None:
+            raise ValidationError("type", "cannot change once the activity exists")
+
+    # -- the per-item calls (the hot paths: a few attribute operations each) --------------------
 
     def advance(self, n: float = 1) -> None:
         """Count ``n`` more items done (progress bar, or a count in the subtitle)."""
-        if n.__class__ is not int or n < 0:
-            _check_number("n", n)
-        state = self._state
-        # The hot path: acquire()/release() costs less than a with-statement here.
-        lock = state.lock
-        lock.acquire()
-        try:
-            if state.ended:
-                self._require_open()
-            state.count += n
-            state.counting = True
-        finally:
-            lock.release()
-        channel = self._channel
-        if channel is not None and not channel.dirty:
-            channel.touch()
+        if n.__class__ is not int or n < 0 or n > _BIG:
+            n = self._checked_count(n)
+        lane = self._lane
+        if self._ended:
+            self._refuse_ended()
+        if lane.base is None:
+            self._begin_counting()
+        # Each thread adds to its own cell of the tally, so no lock is needed: this thread's
+        # cell is at hand; another thread looks its own up.
+        if _get_ident() == self._owner:
+            self._mine.n += n
+        else:
+            lane.tally.cell().n += n
+        if not lane.dirty:
+            lane.touch()
+
+    def _checked_count(self, n: object) -> float:
+        value = check_number("n", n, minimum=0)
+        if isinstance(value, float) and not math.isfinite(self._lane.tally.total() + value):
+            raise ValidationError("n", f"({value!r}) would make the count too large", value)
+        return value
+
+    def _begin_counting(self) -> None:
+        with self._lock:
+            lane = self._lane
+            if lane.base is None:
+                lane.base = lane.tally.total()
 
     def track(self, iterable: Iterable[T], total: float | None = None) -> Iterator[T]:
         """Yield the items of ``iterable``, counting each one done as the next is asked for.
@@ -811,128 +558,484 @@ class LiveActivity:
 
     def _begin_tracking(self, total: float | None) -> None:
         if total is not None:
-            total = _check_number("total", total, minimum=0)
-        state = self._state
-        with state.lock:
-            self._require_open()
-            state.count = 0
-            state.counting = True
-            if state.kind is not ActivityType.PROGRESS:
-                state.total = total
-            else:
-                if total is not None:
-                    state.total = total
-                if state.total is not None:
-                    state.fields.pop("percentage", None)  # counting items drives the bar
-        self._touch()
+            total = check_number("total", total, minimum=0) or None
+        with self._lock:
+            if self._ended:
+                self._refuse_ended()
+            lane = self._lane
+            state = lane.state
+            # A progress bar keeps the total it has when none is given; other types show the
+            # count against this total, or alone.
+            new_total = state.total if (self._progress and total is None) else total
+            if new_total != state.total:
+                self._change(attrs.evolve(state, total=new_total), clear_percent=True)
+            lane.percent = None
+            lane.base = lane.tally.total()
+        if not lane.dirty:
+            lane.touch()
 
     def _tracking(self, iterable: Iterable[T]) -> Iterator[T]:
-        state = self._state
-        lock = state.lock
+        lane = self._lane
+        owner = self._owner
+        mine = self._mine
         for item in iterable:
             yield item
-            lock.acquire()
-            state.count += 1
-            lock.release()
-            channel = self._channel
-            if channel is not None and not channel.dirty:
-                channel.touch()
+            if _get_ident() == owner:
+                mine.n += 1
+            else:
+                lane.tally.cell().n += 1
+            if not lane.dirty:
+                lane.touch()
 
     async def atrack(
         self, iterable: AsyncIterable[T], total: float | None = None
     ) -> AsyncIterator[T]:
         """Like :meth:`track`, for an async iterable."""
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
         self._begin_tracking(total)
         async for item in iterable:
             yield item
             self.advance()
 
-    def progress(self, value: float, upper_limit: float | None = None) -> None:
-        """Set progress to ``value`` (of ``upper_limit``, or of the ``total`` given at start)."""
-        _check_number("value", value)
-        if upper_limit is not None:
-            _check_number("upper_limit", upper_limit)
-            if upper_limit <= 0:
-                raise ValidationError("upper_limit", "must be greater than 0", upper_limit)
-        state = self._state
-        with state.lock:
-            self._require_open()
-            if state.kind is not ActivityType.PROGRESS:
-                raise UsageError("progress() needs a progress activity (total=...)")
-            if upper_limit is not None:
-                state.total = upper_limit
-            elif state.total is None:
-                raise UsageError("progress() needs upper_limit= or total= given at start")
-            state.fields.pop("percentage", None)
-            state.count = value
-        self._touch()
-
     def percentage(self, percent: float) -> None:
         """Set progress to ``percent`` (0 to 100)."""
-        _check_number("percentage", percent)
-        if percent > 100:
-            raise ValidationError("percentage", f"must be between 0 and 100, got {percent!r}")
-        state = self._state
-        with state.lock:
-            self._require_open()
-            if state.kind is not ActivityType.PROGRESS:
-                raise UsageError("percentage() needs a progress activity (total=...)")
-            state.fields["percentage"] = percent
-        self._touch()
+        if (percent.__class__ is not int and percent.__class__ is not float) or not (
+            0 <= percent <= 100
+        ):
+            percent = check_number("percentage", percent, minimum=0, maximum=100)
+        if self._ended:
+            self._refuse_ended()
+        if not self._progress:
+            raise UsageError("percentage() needs a progress activity (total=...)")
+        lane = self._lane
+        total = lane.state.total
+        if total is None:
+            lane.percent = percent
+        else:  # the count drives the bar: it is now that share of the total
+            lane.base = lane.tally.total() - percent * total / 100
+        if not lane.dirty:
+            lane.touch()
+
+    def progress(self, value: float, upper_limit: float | None = None) -> None:
+        """Set progress to ``value`` (of ``upper_limit``, or of the ``total`` given at start)."""
+        if (value.__class__ is not int and value.__class__ is not float) or not 0 <= value <= _BIG:
+            value = check_number("value", value, minimum=0)
+        if self._ended:
+            self._refuse_ended()
+        if not self._progress:
+            raise UsageError("progress() needs a progress activity (total=...)")
+        lane = self._lane
+        if upper_limit is not None:
+            upper_limit = check_number("upper_limit", upper_limit, above=0)
+            if upper_limit != lane.state.total:
+                with self._lock:
+                    self._change(attrs.evolve(lane.state, total=upper_limit), clear_percent=True)
+        elif lane.state.total is None:
+            raise UsageError("progress() needs upper_limit= or total= given at start")
+        lane.base = lane.tally.total() - value
+        if not lane.dirty:
+            lane.touch()
+
+    def step(self, name: str | None = None) -> None:
+        """Finish the current step and begin the next; ``name`` becomes the subtitle.
+
+        Stepping past the last step grows ``number_of_steps`` (a workflow may have more
+        steps than planned); on activities without steps it only changes the subtitle.
+        """
+        if name is not None and (
+            name.__class__ is not str
+            or len(name) > MAX_TEXT
+            or "\x00" in name
+            or not name.isascii()
+        ):
+            check_text("name", name)
+        lane = self._lane
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._ended:
+                self._refuse_ended()
+            step = lane.position[0] + 1
+            if name is None:
+                names = self._names
+                if names is not None and step <= len(names):
+                    name = names[step - 1]
+            if step > MAX_INT:
+                raise ValidationError("step", f"must be at most {MAX_INT:,}", step)
+            lane.seq += 1
+            lane.position = (step, name, None)
+            if not self._progress:
+                # Items counted in the subtitle belong to the step that just finished; a
+                # progress bar keeps its count.
+                lane.base = None
+            lane.seq += 1
+        finally:
+            lock.release()
+        if not lane.dirty:
+            lane.touch()
+
+    def _note(self, note: str | None) -> None:
+        """Text shown after the step's name (the command line's progress and metric markers)."""
+        if note is not None:
+            check_text("note", note, empty=True)
+        with self._lock:
+            if self._ended:
+                self._refuse_ended()
+            lane = self._lane
+            step, name, _ = lane.position
+            lane.position = (step, name, note or None)
+        if not lane.dirty:
+            lane.touch()
+
+    # -- deliberate changes: a new frozen state, checked before it is published -----------------
+
+    def _change(self, state: ActivityState, *, clear_percent: bool = False) -> None:
+        """Publish ``state`` after checking it is sendable (call with the lock held)."""
+        lane = self._lane
+        position = lane.read()[1]
+        if clear_percent:
+            position = attrs.evolve(position, percent=None)
+        check(state, position)
+        lane.seq += 1
+        lane.state = state
+        if clear_percent:
+            lane.percent = None
+        lane.seq += 1
+
+    def set_steps(self, steps: int) -> None:
+        """Change the number of steps (the workflow grew or shrank)."""
+        steps = check_count("steps", steps, minimum=1)
+        with self._lock:
+            if self._ended:
+                self._refuse_ended()
+            if self._lane.state.kind is not ActivityType.SEGMENTED_PROGRESS:
+                raise UsageError("set_steps() needs an activity with steps (steps=...)")
+            current = self._lane.position[0]
+            if steps < current:
+                raise ValidationError(
+                    "steps", f"({steps}) must not be below the steps already begun ({current})"
+                )
+            self._change(self._with_content(number_of_steps=steps))
+        if not self._lane.dirty:
+            self._lane.touch()
+
+    def _with_content(self, **content: Any) -> ActivityState:
+        state = self._lane.state
+        base = state.base
+        return attrs.evolve(
+            state,
+            base=attrs.evolve(base, content_state=attrs.evolve(base.content_state, **content)),
+        )
 
     def metrics(self, *items: Metric, **values: Any) -> None:
         """Replace the metrics: ``la.metrics(rows=1200, errors=3)`` or ``Metric`` values."""
-        metrics = _metrics_from(items, values)
-        self.update(metrics=metrics)
+        self.update(metrics=metrics_from(items, values))
 
     def update(self, **fields: Any) -> None:
         """Set any content-state field (``subtitle``, ``color``, ``message``...) or
         ``action``, ``secondary_action``, ``tags``, ``metadata``.
 
-        The new state is validated first: a bad value raises here and changes nothing.
+        The new state is checked first: a bad value raises here and changes nothing. ``None``
+        removes a field (send ``tags=[]`` to clear the tags on the server).
         """
-        self._validate_fields(fields)
-        state = self._state
-        with state.lock:
-            self._require_open()
-            content = dict(state.fields)
-            extras = dict(state.extras)
-            for name, value in fields.items():
-                (extras if name in _PAYLOAD_FIELDS else content)[name] = value
-            content = {k: v for k, v in content.items() if v is not None}
-            extras = {k: v for k, v in extras.items() if v is not None}
-            # Build the value once to validate it, before anything changes.
-            saved = state.fields, state.extras
-            state.fields, state.extras = content, extras
-            try:
-                payload = Payload(content_state=ContentState(**state.content()), **extras)
-                # Also by the rules of the requests that will carry it, so the end that
-                # follows cannot be refused for it later, in the background.
-                payload.body(self._update_operation())
-                payload.body(self._end_operation(hand_on=False))
-            except Exception:
-                state.fields, state.extras = saved
-                raise
-            if "subtitle" in fields:
-                state.base_subtitle = fields["subtitle"]
-        self._touch()
-
-    def _validate_fields(self, fields: Mapping[str, Any]) -> None:
-        unknown = set(fields) - _CONTENT_FIELDS - _PAYLOAD_FIELDS
-        if unknown:
-            raise ValidationError(
-                ", ".join(sorted(unknown)), "is not a content-state field the API knows"
+        self._check_field_names(fields)
+        fields = dict(fields)
+        fields.pop("type", None)
+        bar: dict[str, Any] = {}
+        if self._progress:
+            # A progress bar's numbers go through the calls that keep count and bar together.
+            bar = {k: fields.pop(k) for k in ("percentage", "value", "upper_limit") if k in fields}
+            if bar.get("percentage") is not None:
+                check_number("percentage", bar["percentage"], minimum=0, maximum=100)
+            if bar.get("value") is not None:
+                check_number("value", bar["value"], minimum=0)
+            if bar.get("upper_limit") is not None:
+                check_number("upper_limit", bar["upper_limit"], above=0)
+            if bar.get("value") is not None and bar.get("upper_limit") is None:
+                if self._lane.state.total is None:
+                    raise UsageError("value= on a progress activity needs upper_limit= or total=")
+        lane = self._lane
+        with self._lock:
+            if self._ended:
+                self._refuse_ended()
+            state = lane.state
+            now = self._clock()
+            step, name, note = lane.position
+            content: dict[str, Any] = {}
+            extras: dict[str, Any] = {}
+            for key, value in fields.items():
+                (extras if key in PAYLOAD_FIELDS else content)[key] = value
+            if isinstance(content.get("icon"), str):
+                content["icon"] = Icon(symbol=content["icon"])
+            if isinstance(content.get("badge"), str):
+                content["badge"] = Badge(title=content["badge"])
+            countdown = state.countdown
+            if state.kind is ActivityType.TIMER and countdown is not None:
+                countdown = self._countdown_after(
+                    countdown, content, now if self._started else None
+                )
+            if "current_step" in content:
+                step = check_count("current_step", content.pop("current_step"))
+            if "subtitle" in content:
+                name = content["subtitle"]  # what to show now, until the next step
+            new = attrs.evolve(
+                state,
+                base=attrs.evolve(
+                    state.base,
+                    content_state=attrs.evolve(state.base.content_state, **content),
+                    **extras,
+                ),
+                countdown=countdown,
             )
-        if "channels" in fields:
-            raise ValidationError("channels", "can only be set when the activity starts")
+            position = attrs.evolve(lane.read()[1], step=step, step_name=name, note=note)
+            check(new, position)
+            lane.seq += 1
+            lane.state = new
+            lane.position = (step, name, note)
+            lane.seq += 1
+        if bar.get("value") is not None:
+            self.progress(bar["value"], bar.get("upper_limit"))
+        elif bar.get("upper_limit") is not None:
+            self.progress(self._lane.read()[1].count or 0, bar["upper_limit"])
+        if bar.get("percentage") is not None:
+            self.percentage(bar["percentage"])
+        if not lane.dirty:
+            lane.touch()
+
+    @staticmethod
+    def _countdown_after(
+        countdown: Countdown, content: dict[str, Any], now: float | None
+    ) -> Countdown:
+        """A countdown's window after ``update()``: a new duration restarts it, ``is_running``
+        pauses or resumes it, keeping the time that was left."""
+        if content.get("duration_seconds") is not None:
+            seconds = check_number("duration_seconds", content["duration_seconds"], above=0)
+            running = content.get("is_running", countdown.running) is not False
+            return Countdown(left=float(seconds), since=now, running=running)
+        running = content.get("is_running")
+        if running is None or now is None or running == countdown.running:
+            return countdown
+        return countdown.resumed(now) if running else countdown.paused(now)
 
 
-def _coerce_icon(icon: Icon | str | None) -> Icon | None:
-    return Icon(symbol=icon) if isinstance(icon, str) else icon
+class _NoActivity(LiveActivity):
+    """What ``current_activity()`` returns outside any activity: every call does nothing.
+
+    It is falsy (``if la:``), typed as a :class:`LiveActivity`, and never raises, so code that
+    reports progress runs unchanged where no activity is open (a plain thread, a test).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no Live Activity>"
+
+    def __bool__(self) -> bool:
+        return False
+
+    @property
+    def title(self) -> str:
+        return ""
+
+    @property
+    def state(self) -> ContentState:
+        return ContentState(title="No activity")
+
+    def start(self) -> LiveActivity:
+        return self
+
+    def end(self, **fields: Any) -> None:
+        pass
+
+    def fail(self, message: str | None = None, **fields: Any) -> None:
+        pass
+
+    def cancel(self, message: str | None = None, **fields: Any) -> None:
+        pass
+
+    def hand_on(self, **fields: Any) -> None:
+        pass
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return False
+
+    def advance(self, n: float = 1) -> None:
+        pass
+
+    def track(self, iterable: Iterable[T], total: float | None = None) -> Iterator[T]:
+        return iter(iterable)
+
+    async def atrack(
+        self, iterable: AsyncIterable[T], total: float | None = None
+    ) -> AsyncIterator[T]:
+        async for item in iterable:
+            yield item
+
+    def percentage(self, percent: float) -> None:
+        pass
+
+    def progress(self, value: float, upper_limit: float | None = None) -> None:
+        pass
+
+    def step(self, name: str | None = None) -> None:
+        pass
+
+    def set_steps(self, steps: int) -> None:
+        pass
+
+    def metrics(self, *items: Metric, **values: Any) -> None:
+        pass
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    def __enter__(self) -> LiveActivity:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+    async def __aenter__(self) -> LiveActivity:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
 
 
-def _coerce_badge(badge: Badge | str | None) -> Badge | None:
-    return Badge(title=badge) if isinstance(badge, str) else badge
+def _no_activity() -> _NoActivity:
+    state, position = plan("No activity")
+    return _NoActivity(state, position, settings=Settings(disabled=True))
+
+
+NO_ACTIVITY: LiveActivity = _no_activity()
+
+
+def current_activity() -> LiveActivity:
+    """The innermost activity of the current context (thread or asyncio task).
+
+    Outside any activity it returns a handle that does nothing and is falsy, so
+    ``current_activity().step()`` is always safe and ``if la := current_activity():`` tells.
+    """
+    return _current.get() or NO_ACTIVITY
+
+
+# -- live_activity ---------------------------------------------------------------------------------
+
+
+def _looks(
+    on_success: EndLook | None,
+    on_failure: EndLook | None,
+    on_cancel: EndLook | None,
+    show_error_message: bool,
+) -> Looks:
+    given = {"on_success": on_success, "on_failure": on_failure, "on_cancel": on_cancel}
+    for name, look in given.items():
+        if look is not None and not isinstance(look, EndLook):
+            raise ArgumentTypeError(name, "an EndLook", look)
+    defaults = Looks()
+    return Looks(
+        success=on_success or defaults.success,
+        failure=on_failure or defaults.failure,
+        cancelled=on_cancel or defaults.cancelled,
+        show_error_message=show_error_message,
+    )
+
+
+# The options of live_activity() that are settings (and so also arguments of Settings).
+SETTING_OPTIONS = (
+    "strict",
+    "flush_timeout",
+    "api_key",
+    "base_url",
+    "show_error_message",
+    "preview",
+)
+
+
+def prepare(
+    title: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    steps: int | Sequence[str] | None = None,
+    total: float | None = None,
+    metrics: Mapping[str, Any] | Sequence[Metric] | None = None,
+    type: ActivityType | str | None = None,
+    stream_key: str | None = None,
+    step: int | str | None = None,
+    on_success: EndLook | None = None,
+    on_failure: EndLook | None = None,
+    on_cancel: EndLook | None = None,
+    settings: Settings | None = None,
+    dispatcher: Dispatcher | None = None,
+    **options: Any,
+) -> LiveActivity:
+    """Everything ``live_activity()`` checks and builds (``tracked_steps`` checks the same at
+    decoration, with ``env={}`` so the process's environment does not matter yet)."""
+    if settings is not None and not isinstance(settings, Settings):
+        raise ArgumentTypeError("settings", "a Settings", settings)
+    if dispatcher is not None and not isinstance(dispatcher, Dispatcher):
+        raise ArgumentTypeError("dispatcher", "a Dispatcher", dispatcher)
+    setting_values = {name: options.pop(name, None) for name in SETTING_OPTIONS}
+    extras = {name: options.pop(name, None) for name in PAYLOAD_FIELDS}
+    for name in options:
+        if name not in CONTENT_FIELDS:
+            known = CONTENT_FIELDS | PAYLOAD_FIELDS | set(SETTING_OPTIONS) | _OPTION_NAMES
+            raise ValidationError(
+                name,
+                "is not an option of live_activity() or a content-state field"
+                + _did_you_mean(name, known),
+            )
+    resolved = resolve_settings(setting_values, env=env, base=settings)
+    if resolved.preview:
+        # Imported only when asked for: it brings the emulator's HTTP server along.
+        from activitysmith_track._preview import with_preview
+
+        resolved = with_preview(resolved)
+    looks = _looks(on_success, on_failure, on_cancel, resolved.show_error_message)
+    state, position = plan(
+        title,
+        steps=steps,
+        total=total,
+        metrics=metrics,
+        type=type,
+        fields=options,
+        extras=extras,
+        stream_key=stream_key,
+        step=step,
+        looks=looks,
+    )
+    # Checked now, by the rules of every request it may be sent with, so that a bad argument
+    # fails here, at the call that made it, and never in the background.
+    check(state, position)
+    return LiveActivity(state, position, settings=resolved, dispatcher=dispatcher)
+
+
+_OPTION_NAMES = frozenset(
+    {
+        "steps",
+        "total",
+        "metrics",
+        "type",
+        "stream_key",
+        "step",
+        "on_success",
+        "on_failure",
+        "on_cancel",
+        "settings",
+        "dispatcher",
+    }
+)
 
 
 def live_activity(
@@ -966,14 +1069,16 @@ def live_activity(
     base_url: str | None = None,
     preview: bool | None = None,
     settings: Settings | None = None,
+    dispatcher: Dispatcher | None = None,
     **fields: Any,
 ) -> LiveActivity:
     """Create a Live Activity for a block of work; ``with`` starts and ends it.
 
     The type follows from what you give: ``steps`` (a count or a list of step names) gives
-    segmented progress, ``total`` a progress bar, ``metrics`` metric tiles, and none of them
-    a timer counting up while the block runs. ``type=`` overrides the choice; any other
-    content-state field (``message``, ``value``, ``duration_seconds``...) can be passed too.
+    segmented progress, ``total`` a progress bar, ``metrics`` metric tiles, ``message`` an
+    alert, ``value`` a value readout, and none of them a timer counting up while the block
+    runs (down, with ``duration_seconds``). ``type=`` overrides the choice; any other
+    content-state field can be passed too.
 
     With ``stream_key`` the activity uses the stream endpoints (idempotent PUT, then DELETE),
     so a restarted process continues the same activity. ``step`` (a number or name, with
@@ -981,177 +1086,46 @@ def live_activity(
     over processes: it begins at that step, and on success hands the stream on to the next
     process instead of ending it; the last step ends it, and a failing step ends it as failed.
 
+    Settings given here (``strict``, ``flush_timeout``, ...) win over ``settings=``, which wins
+    over ``configure()`` and the environment. ``dispatcher`` hands in the sender to use (tests
+    give one with a fake clock).
+
     Example::
 
         with live_activity("Nightly backup", steps=["snapshot", "upload", "verify"]) as la:
             la.step()    # begins "snapshot"
             ...
     """
-    if not isinstance(title, str):
-        raise ArgumentTypeError("title", "a str", title)
-    if not title.strip():
-        raise ValidationError("title", "must not be empty")
-    step_names: list[str] | None = None
-    number_of_steps: int | None = None
-    if steps is not None:
-        if isinstance(steps, bool):
-            raise ArgumentTypeError("steps", "an int or a list of step names", steps)
-        if isinstance(steps, int):
-            number_of_steps = steps
-        elif isinstance(steps, str) or not isinstance(steps, Sequence):
-            raise ArgumentTypeError("steps", "an int or a list of step names", steps)
-        else:
-            step_names = list(steps)
-            for i, name in enumerate(step_names):
-                if not isinstance(name, str):
-                    raise ArgumentTypeError(f"steps[{i}]", "a str", name)
-            number_of_steps = len(step_names)
-        if number_of_steps < 1:
-            raise ValidationError("steps", f"must be at least 1, got {number_of_steps}", steps)
-    if total is not None:
-        total = _check_number("total", total)
-        if total <= 0:
-            raise ValidationError("total", f"must be greater than 0, got {total!r}", total)
-    if stream_key is not None:
-        stream_key = validate_stream_key(stream_key)
-    current_step = _pipeline_step(step, stream_key, number_of_steps, step_names)
-
-    if type is None:
-        if number_of_steps is not None:
-            kind = ActivityType.SEGMENTED_PROGRESS
-        elif total is not None:
-            kind = ActivityType.PROGRESS
-        elif metrics is not None:
-            kind = ActivityType.METRICS
-        else:
-            kind = ActivityType.TIMER  # counting up, or down with duration_seconds=
-    elif isinstance(type, ActivityType):
-        kind = type
-    elif isinstance(type, str):
-        try:
-            kind = ActivityType(type)
-        except ValueError:
-            allowed = ", ".join(t.value for t in ActivityType)
-            raise ValidationError("type", f"must be one of {allowed}, got {type!r}") from None
-    else:
-        raise ArgumentTypeError("type", "an ActivityType or its name", type)
-
-    unknown = set(fields) - _CONTENT_FIELDS
-    if unknown:
-        raise ValidationError(
-            ", ".join(sorted(unknown)),
-            "is not an option of live_activity() or a content-state field",
-        )
-
-    content: dict[str, Any] = {
-        "title": title,
-        "type": kind,
-        "subtitle": subtitle,
-        "color": color,
-        "step_color": step_color,
-        "icon": _coerce_icon(icon),
-        "badge": _coerce_badge(badge),
-        "auto_dismiss_minutes": auto_dismiss_minutes,
-        "auto_dismiss_seconds": auto_dismiss_seconds,
-    }
-    if kind is ActivityType.SEGMENTED_PROGRESS:
-        content["number_of_steps"] = number_of_steps or 1
-        content["current_step"] = current_step
-        if current_step and step_names:
-            content["subtitle"] = step_names[current_step - 1]
-    if kind is ActivityType.PROGRESS and total is None and "value" not in fields:
-        content["percentage"] = 0  # set it later with la.percentage() or la.progress()
-    if kind is ActivityType.TIMER and "duration_seconds" not in fields:
-        content["counts_down"] = False  # an elapsed timer counting up from the start
-    if metrics is not None:
-        if isinstance(metrics, Mapping):
-            content["metrics"] = _metrics_from((), metrics)
-        else:
-            content["metrics"] = _metrics_from(list(metrics), {})
-    content.update(fields)
-    content = {k: v for k, v in content.items() if v is not None}
-
-    extras: dict[str, Any] = {
-        "action": action,
-        "secondary_action": secondary_action,
-        "channels": channels,
-        "tags": tags,
-        "metadata": metadata,
-    }
-    extras = {k: v for k, v in extras.items() if v is not None}
-
-    options = {
-        "strict": strict,
-        "flush_timeout": flush_timeout,
-        "api_key": api_key,
-        "base_url": base_url,
-        "show_error_message": show_error_message,
-        "preview": preview,
-    }
-    resolved = settings if settings is not None else resolve_settings(options)
-    if resolved.preview:
-        # Imported only when asked for: it brings the emulator's HTTP server along.
-        from activitysmith_track._preview import with_preview
-
-        resolved = with_preview(resolved)
-    looks = {
-        Outcome.SUCCESS: on_success or DEFAULT_SUCCESS,
-        Outcome.FAILURE: on_failure or DEFAULT_FAILURE,
-        Outcome.CANCELLED: on_cancel or DEFAULT_CANCELLED,
-        Outcome.ABANDONED: DEFAULT_ABANDONED,
-    }
-    for outcome, look in looks.items():
-        if not isinstance(look, EndLook):
-            raise ArgumentTypeError(f"on_{outcome.value}", "an EndLook", look)
-    state = _State(
-        fields=content,
-        extras=extras,
-        step_names=step_names,
+    return prepare(
+        title,
+        steps=steps,
         total=total,
-        settings=resolved,
-        looks=looks,
+        metrics=metrics,
+        type=type,
+        stream_key=stream_key,
+        step=step,
+        on_success=on_success,
+        on_failure=on_failure,
+        on_cancel=on_cancel,
+        settings=settings,
+        dispatcher=dispatcher,
+        subtitle=subtitle,
+        color=color,
+        step_color=step_color,
+        icon=icon,
+        badge=badge,
+        action=action,
+        secondary_action=secondary_action,
+        channels=channels,
+        tags=tags,
+        metadata=metadata,
+        auto_dismiss_minutes=auto_dismiss_minutes,
+        auto_dismiss_seconds=auto_dismiss_seconds,
+        show_error_message=show_error_message,
+        strict=strict,
+        flush_timeout=flush_timeout,
+        api_key=api_key,
+        base_url=base_url,
+        preview=preview,
+        **fields,
     )
-    # A pipeline step that is not the last hands the stream on instead of ending it.
-    state.hand_on = bool(current_step) and current_step < (number_of_steps or 0)
-    # Build the first state now so a bad argument fails here, at the call that made it, and
-    # check it by the rules of every request of its lifecycle (tags: at most 20 on update).
-    first = state.snapshot()
-    operations: tuple[Operation, ...]
-    if stream_key is None:
-        operations = (Operation.START, Operation.UPDATE, Operation.END)
-    else:
-        operations = (Operation.STREAM_PUT, Operation.STREAM_DELETE)
-    for operation in operations:
-        first.body(operation)
-    return LiveActivity(state, settings=resolved, stream_key=stream_key, title=title)
-
-
-def _pipeline_step(
-    step: int | str | None,
-    stream_key: str | None,
-    number_of_steps: int | None,
-    step_names: list[str] | None,
-) -> int:
-    """The step this process runs of a pipeline spread over processes (0: not a step)."""
-    if step is None:
-        return 0
-    if stream_key is None:
-        raise ValidationError(
-            "step", "needs stream_key=: only a stream can be shared by the processes of a pipeline"
-        )
-    if number_of_steps is None:
-        raise ValidationError("step", "needs steps= (the pipeline's step count or names)")
-    if isinstance(step, str):
-        if not step_names or step not in step_names:
-            raise ValidationError("step", f"{step!r} is not one of the steps {step_names}", step)
-        return step_names.index(step) + 1
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise ArgumentTypeError("step", "a step number or name", step)
-    if not 1 <= step <= number_of_steps:
-        raise ValidationError("step", f"must be between 1 and {number_of_steps}, got {step}", step)
-    return step
-
-
-def current_activity() -> LiveActivity | None:
-    """The innermost activity of the current context (thread or asyncio task), if any."""
-    return _current.get()

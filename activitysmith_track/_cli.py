@@ -33,7 +33,8 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from activitysmith_track._activity import LiveActivity, live_activity
-from activitysmith_track._client import Client, Result
+from activitysmith_track._checks import parse_metrics, parse_readout
+from activitysmith_track._client import Client
 from activitysmith_track._config import Settings, resolve_settings
 from activitysmith_track._errors import (
     ActivitySmithTrackError,
@@ -49,10 +50,13 @@ from activitysmith_track._model import (
     ContentState,
     Icon,
     Metric,
+    Operation,
     Payload,
     validate_stream_key,
 )
+from activitysmith_track._render import render
 from activitysmith_track._runner import RunOutcome, run_child, signal_name
+from activitysmith_track._state import Job, Target, operation, plan
 from activitysmith_track._version import __version__
 
 __all__ = ["main"]
@@ -151,18 +155,17 @@ def _positive(text: str) -> float:
 
 def _readout(text: str) -> float | str:
     """A number when it reads as one (``42``, ``3.5``), else the text (``"$1,240"``)."""
-    with contextlib.suppress(ValueError):
-        value = float(text)
-        if math.isfinite(value):
-            return int(value) if value.is_integer() and re.fullmatch(r"[+-]?\d+", text) else value
-    return text
+    return parse_readout(text)
 
 
 def _metric(text: str) -> tuple[str, float | str]:
-    label, sep, value = text.partition("=")
-    if not sep or not label.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} must look like label=value")
-    return label.strip(), _readout(value.strip())
+    try:
+        pairs = parse_metrics(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(pairs) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be one label=value (repeat --metric)")
+    return pairs[0]
 
 
 def _regex(text: str) -> re.Pattern[str]:
@@ -602,25 +605,9 @@ def _finish(activity: LiveActivity, outcome: RunOutcome, settings: Settings) -> 
 # -- start / update / end ----------------------------------------------------------------------
 
 
-def _infer_type(fields: dict[str, Any]) -> ActivityType:
-    if "number_of_steps" in fields or "current_step" in fields:
-        return ActivityType.SEGMENTED_PROGRESS
-    if "percentage" in fields or "upper_limit" in fields:
-        return ActivityType.PROGRESS
-    if "metrics" in fields:
-        return ActivityType.METRICS
-    if "message" in fields:
-        return ActivityType.ALERT
-    if "value" in fields:
-        return ActivityType.VALUE
-    return ActivityType.TIMER
-
-
 def _state_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "title": args.title,
         "subtitle": args.subtitle,
-        "type": None if args.type is None else ActivityType(args.type),
         "number_of_steps": args.steps,
         "current_step": args.current_step,
         "percentage": args.percentage,
@@ -640,22 +627,29 @@ def _state_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _payload(args: argparse.Namespace, *, starts: bool) -> Payload | None:
-    """The request's payload; ``starts`` when it may start an activity (start, stream PUT)."""
+def _job(op: str) -> Job:
+    return {"start": Job.START, "update": Job.CHANGE, "end": Job.END}[op]
+
+
+def _payload(args: argparse.Namespace, target: Target, job: Job) -> Payload | None:
+    """The request's payload. What starts an activity (start, or a stream PUT, which may) gets
+    the type and defaults ``live_activity()`` would infer from the same fields."""
     fields = _state_fields(args)
     tags = args.tag
-    if args.subcommand == "end" and args.stream_key and not fields and not tags:
+    if job is Job.END and target.stream_key and not fields and not tags and not args.title:
         return None  # DELETE without a body: the server ends the stream as it last was
-    if "title" not in fields:
+    if not args.title:
         raise UsageFailure("--title is required (the API wants the title on every call)")
-    if starts:
-        kind = fields.setdefault("type", _infer_type(fields))
-        if kind is ActivityType.SEGMENTED_PROGRESS:
-            fields.setdefault("current_step", 0)
-        elif kind is ActivityType.TIMER:
-            fields.setdefault("counts_down", "duration_seconds" in fields)
+    if operation(target, job) in (Operation.START, Operation.STREAM_PUT):
+        state, position = plan(
+            args.title,
+            type=args.type,
+            fields=fields,
+            extras={"tags": tags, "channels": getattr(args, "channel", None)},
+        )
+        return render(state, position, 0.0)
     return Payload(
-        content_state=ContentState(**fields),
+        content_state=ContentState(title=args.title, type=args.type, **fields),
         tags=tags,
         channels=getattr(args, "channel", None),
     )
@@ -667,15 +661,16 @@ def _one_shot(args: argparse.Namespace, prog: str) -> int:
     stream_key: str | None = args.stream_key
     if op != "start" and (activity_id is None) == (stream_key is None):
         return _fail(prog, "give either ACTIVITY_ID or --stream-key (one of them)")
+    target = Target(stream_key=stream_key)
+    job = _job(op)
     try:
         settings = _settings({"base_url": args.base_url})
         if settings.disabled:
             return 0
-        starts = op == "start" or (op == "update" and stream_key is not None)
-        payload = _payload(args, starts=starts)
+        payload = _payload(args, target, job)
         # Build the request body now, so input the API would refuse is bad input (exit 2).
         if payload is not None:
-            payload.body(_operation(op, stream_key))
+            payload.body(operation(target, job))
     except (UsageFailure, ConfigurationError, ValidationError) as exc:
         return _fail(prog, str(exc))
     deadline = time.monotonic() + args.timeout
@@ -686,12 +681,11 @@ def _one_shot(args: argparse.Namespace, prog: str) -> int:
             timeout=(settings.connect_timeout, settings.read_timeout),
             retry=settings.retry,
         ) as client:
-            result = _send(
-                client,
-                op,
+            result = client.send(
+                operation(target, job),
+                payload,
                 activity_id=activity_id,
                 stream_key=stream_key,
-                payload=payload,
                 deadline=deadline,
             )
     except ValidationError as exc:
@@ -705,35 +699,6 @@ def _one_shot(args: argparse.Namespace, prog: str) -> int:
         print(result.activity_id)
     sys.stdout.flush()
     return 0
-
-
-def _operation(op: str, stream_key: str | None) -> str:
-    if stream_key is not None:
-        return "stream_delete" if op == "end" else "stream_put"
-    return op
-
-
-def _send(
-    client: Client,
-    op: str,
-    *,
-    activity_id: str | None,
-    stream_key: str | None,
-    payload: Payload | None,
-    deadline: float,
-) -> Result:
-    if stream_key is not None:
-        if op == "end":
-            return client.delete_stream(stream_key, payload, deadline=deadline)
-        assert payload is not None
-        return client.put_stream(stream_key, payload, deadline=deadline)
-    assert payload is not None
-    if op == "start":
-        return client.start(payload, deadline=deadline)
-    assert activity_id is not None
-    if op == "update":
-        return client.update(activity_id, payload, deadline=deadline)
-    return client.end(activity_id, payload, deadline=deadline)
 
 
 # -- python -m activitysmith_track script.py ---------------------------------------------------

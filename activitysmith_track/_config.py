@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import os
 import threading
 import urllib.parse
@@ -18,12 +17,15 @@ from typing import Any
 
 import attrs
 
-from activitysmith_track._errors import (
-    ActivitySmithTrackError,
-    ArgumentTypeError,
-    ConfigurationError,
-    ValidationError,
+from activitysmith_track._checks import (
+    check_count,
+    check_flag,
+    check_seconds,
+    check_url,
+    parse_flag,
+    parse_number,
 )
+from activitysmith_track._errors import ActivitySmithTrackError, ConfigurationError
 from activitysmith_track._retry import RetryPolicy
 
 logger = logging.getLogger("activitysmith_track")
@@ -31,6 +33,10 @@ logger = logging.getLogger("activitysmith_track")
 __all__ = [
     "DEFAULT_BASE_URL",
     "EMULATOR_API_KEY",
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "ENV_DISABLED",
+    "ENV_PREVIEW",
     "Settings",
     "configure",
     "is_local_url",
@@ -43,44 +49,43 @@ DEFAULT_BASE_URL = "https://activitysmith.com/api"
 # non-empty key unless it was started with one.
 EMULATOR_API_KEY = "ask_local_emulator"
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
+# The environment variables, spelled here only; everything else imports these names.
+ENV_API_KEY = "ACTIVITYSMITH_API_KEY"
+ENV_BASE_URL = "ACTIVITYSMITH_BASE_URL"
+ENV_DISABLED = "ACTIVITYSMITH_TRACK_DISABLED"
+ENV_STRICT = "ACTIVITYSMITH_TRACK_STRICT"
+ENV_PREVIEW = "ACTIVITYSMITH_TRACK_PREVIEW"
+ENV_SHOW_ERROR_MESSAGE = "ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE"
+ENV_FLUSH_TIMEOUT = "ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT"
+ENV_DEBOUNCE = "ACTIVITYSMITH_TRACK_DEBOUNCE"
+ENV_REQUESTS_PER_MINUTE = "ACTIVITYSMITH_TRACK_REQUESTS_PER_MINUTE"
+ENV_SIGNALS = "ACTIVITYSMITH_TRACK_SIGNALS"
 
 
 def _positive(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ArgumentTypeError(name, "a number of seconds", value)
-        if not (value > 0 and math.isfinite(value)):
-            raise ValidationError(name, f"must be a finite number above 0, got {value!r}", value)
+        check_seconds(name, value, positive=True)
 
     return check
 
 
 def _non_negative(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ArgumentTypeError(name, "a number of seconds", value)
-        if not (value >= 0 and math.isfinite(value)):
-            raise ValidationError(name, f"must be a finite number >= 0, got {value!r}", value)
+        check_seconds(name, value)
 
     return check
 
 
 def _count(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ArgumentTypeError(name, "an int", value)
-        if value < 1:
-            raise ValidationError(name, f"must be at least 1, got {value}", value)
+        check_count(name, value, minimum=1)
 
     return check
 
 
 def _flag(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
-        if not isinstance(value, bool):
-            raise ArgumentTypeError(name, "a bool", value)
+        check_flag(name, value)
 
     return check
 
@@ -92,7 +97,13 @@ class Settings:
     The defaults follow the service's limits (see the contract, section 6): iOS throttles an
     activity that updates more often than every couple of minutes on average, so each activity
     gets a burst of ``update_burst`` updates refilled at one per ``update_interval`` seconds,
-    and the account allows about 60 requests a minute across all activities.
+    and the account allows about 60 requests a minute across all activities (a local emulator
+    included: it keeps the same budget, so a local run shows what production will do).
+    ``connections`` is how many requests of one account may be on the wire at once (starts
+    and ends may use a few more, so that hung requests never hold them back);
+    ``capacity_retry_interval`` how often an activity refused for capacity (the device shows
+    as many activities as it may) tries again. ``signals`` ends open activities as cancelled
+    when the process gets SIGTERM or SIGHUP.
     """
 
     api_key: str | None = attrs.field(default=None, repr=False)
@@ -105,10 +116,15 @@ class Settings:
     update_burst: int = attrs.field(default=12, validator=_count("update_burst"))
     update_interval: float = attrs.field(default=120.0, validator=_positive("update_interval"))
     requests_per_minute: int = attrs.field(default=60, validator=_count("requests_per_minute"))
+    connections: int = attrs.field(default=4, validator=_count("connections"))
+    capacity_retry_interval: float = attrs.field(
+        default=60.0, validator=_positive("capacity_retry_interval")
+    )
     strict: bool = attrs.field(default=False, validator=_flag("strict"))
     disabled: bool = attrs.field(default=False, validator=_flag("disabled"))
     preview: bool = attrs.field(default=False, validator=_flag("preview"))
     show_error_message: bool = attrs.field(default=True, validator=_flag("show_error_message"))
+    signals: bool = attrs.field(default=True, validator=_flag("signals"))
 
     @property
     def is_local(self) -> bool:
@@ -165,19 +181,27 @@ def configure(**options: Any) -> None:
 
 
 def _env_flag(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigurationError("not a yes/no value; use 1 or 0")
+    try:
+        return parse_flag(raw)
+    except ValueError:
+        raise ConfigurationError("not a yes/no value; use 1 or 0") from None
 
 
 def _env_seconds(raw: str) -> float:
     try:
-        return float(raw)
+        return float(parse_number(raw))
     except ValueError:
         raise ConfigurationError("not a number of seconds") from None
+
+
+def _env_count(raw: str) -> int:
+    try:
+        value = parse_number(raw)
+    except ValueError:
+        raise ConfigurationError("not a whole number") from None
+    if not isinstance(value, int):
+        raise ConfigurationError("not a whole number")
+    return value
 
 
 def _env_text(raw: str) -> str:
@@ -185,19 +209,21 @@ def _env_text(raw: str) -> str:
 
 
 def _env_url(raw: str) -> str:
-    return _check_base_url(raw.strip())
+    return check_url("base_url", raw)
 
 
 # Each variable: the setting it feeds and how its text is read.
 _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
-    ("ACTIVITYSMITH_API_KEY", "api_key", _env_text),
-    ("ACTIVITYSMITH_BASE_URL", "base_url", _env_url),
-    ("ACTIVITYSMITH_TRACK_DISABLED", "disabled", _env_flag),
-    ("ACTIVITYSMITH_TRACK_STRICT", "strict", _env_flag),
-    ("ACTIVITYSMITH_TRACK_PREVIEW", "preview", _env_flag),
-    ("ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE", "show_error_message", _env_flag),
-    ("ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT", "flush_timeout", _env_seconds),
-    ("ACTIVITYSMITH_TRACK_DEBOUNCE", "debounce", _env_seconds),
+    (ENV_API_KEY, "api_key", _env_text),
+    (ENV_BASE_URL, "base_url", _env_url),
+    (ENV_DISABLED, "disabled", _env_flag),
+    (ENV_STRICT, "strict", _env_flag),
+    (ENV_PREVIEW, "preview", _env_flag),
+    (ENV_SHOW_ERROR_MESSAGE, "show_error_message", _env_flag),
+    (ENV_FLUSH_TIMEOUT, "flush_timeout", _env_seconds),
+    (ENV_DEBOUNCE, "debounce", _env_seconds),
+    (ENV_REQUESTS_PER_MINUTE, "requests_per_minute", _env_count),
+    (ENV_SIGNALS, "signals", _env_flag),
 )
 _warned_env: set[tuple[str, str]] = set()
 
@@ -224,15 +250,28 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _check_base_url(base_url: object) -> str:
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
-    return base_url.rstrip("/")
+    return check_url("base_url", base_url)
 
 
 def resolve_settings(
-    options: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None
+    options: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    base: Settings | None = None,
 ) -> Settings:
-    """Merge arguments, ``configure()`` values and the environment into one :class:`Settings`."""
+    """Merge arguments, ``configure()`` values and the environment into one :class:`Settings`.
+
+    With ``base`` (a ``settings=`` argument), the options given explicitly win over it and the
+    environment and ``configure()`` are not consulted.
+    """
+    explicit = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = set(explicit) - _FIELDS
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s) {', '.join(sorted(unknown))}")
+    if "base_url" in explicit:
+        explicit["base_url"] = _check_base_url(explicit["base_url"])
+    if base is not None:
+        return attrs.evolve(base, **explicit) if explicit else base
     merged = _from_env(os.environ if env is None else env)
     with _overrides_lock:
         merged.update(_overrides)

@@ -16,19 +16,16 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 import wrapt
 
-from activitysmith_track._activity import LiveActivity, _current, live_activity
-from activitysmith_track._config import resolve_settings
+from activitysmith_track._activity import LiveActivity, _current, _get_ident, prepare
+from activitysmith_track._checks import check_text
 from activitysmith_track._errors import ArgumentTypeError, ValidationError
+from activitysmith_track._model import ActivityType
 
 __all__ = ["TrackedSteps", "tracked_steps"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-# live_activity() options that are settings; at decoration they are checked without the
-# environment, so importing a module never fails because of how the process is configured.
-_SETTING_OPTIONS = ("strict", "flush_timeout", "api_key", "base_url", "show_error_message")
 
 
 class _Run:
@@ -62,8 +59,8 @@ def _target(func: object) -> object:
 def _check_title(title: object) -> str | None:
     if title is None:
         return None
-    if not isinstance(title, str):
-        raise ArgumentTypeError("title", "a str", title)
+    check_text("title", title)
+    assert isinstance(title, str)
     if not title.strip():
         raise ValidationError("title", "must not be empty", title)
     return title
@@ -145,13 +142,9 @@ class TrackedSteps:
         self._steps = steps
         self._options = options
         self._step_names: list[str] = []
-        # Check steps and options now, at the decorator, rather than at the first call.
-        probe_options = dict(options)
-        if probe_options.get("settings") is None:
-            probe_options["settings"] = resolve_settings(
-                {name: options.get(name) for name in _SETTING_OPTIONS}, env={}
-            )
-        live_activity(self._title or "Check", steps=steps, **probe_options)
+        # Check steps and options now, at the decorator, exactly as each call will, but without
+        # the environment: importing a module never fails because of how the process is set up.
+        prepare(self._title or "Check", env={}, steps=steps, **options)
 
     def __repr__(self) -> str:
         return f"<TrackedSteps {self._title!r} steps={self.step_names or self._steps!r}>"
@@ -185,7 +178,7 @@ class TrackedSteps:
             # A count, not the names: each step function shows its own name when it begins,
             # so the name stays right even when steps run in another order than registered.
             steps = len(self._step_names)
-        return live_activity(title, steps=steps, **self._options)
+        return prepare(title, steps=steps, **self._options)
 
     # -- the step functions of a pipeline ------------------------------------------------
 
@@ -330,47 +323,46 @@ class TrackedSteps:
 # as cancelled; an exception thrown in is passed on to the generator.
 
 
-def _reach_step(activity: LiveActivity, step: int, *, grow: bool) -> None:
-    """Advance to ``step`` unless already there; past the planned count only when ``grow``.
-
-    On an activity without steps, each yield (``grow``) counts one item done instead: an
-    open-ended generator shows ``1,200 done``, not a bar of 1,200 segments.
-    """
-    if activity.ended:  # the generator ended it itself; leave it as it is
-        return
-    steps = activity._step_counts()  # cheap: runs once or twice per yield
-    if steps is None:
-        if grow:
-            activity.advance()
-        return
-    current, planned = steps
-    if not grow and step > planned:
-        return
-    for _ in range(step - current):
-        activity.step()
-
-
 def _drive_generator(run: _Run, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
     activity = run.activity
     activity.start()
+    # The generator's own code runs in a context of its own, where this activity (and its
+    # pipeline run) is current; one ctx.run per resume is cheaper than setting and resetting
+    # two context variables around each one.
+    context = contextvars.copy_context()
+    context.run(_enter, activity, run)
+    resume = context.run
+    send, throw = gen.send, gen.throw
+    lane = activity._lane
+    stepping = lane.state.kind is ActivityType.SEGMENTED_PROGRESS
+    planned = lane.state.planned_steps
+    owner, mine = activity._owner, activity._mine
     yielded = 0
     sent: Any = None
     thrown: BaseException | None = None
     try:
         while True:
-            _reach_step(activity, yielded + 1, grow=False)  # begin the next step
-            token = _current.set(activity)
-            run_token = _runs.set((*_runs.get(), run))
+            if stepping and not activity._ended and lane.position[0] <= yielded < planned:
+                activity.step()  # begin the next planned step
             try:
-                item = gen.send(sent) if thrown is None else gen.throw(thrown)
+                item = resume(send, sent) if thrown is None else resume(throw, thrown)
             except StopIteration as stop:
                 result = stop.value
                 break
-            finally:
-                _runs.reset(run_token)
-                _current.reset(token)
             yielded += 1
-            _reach_step(activity, yielded, grow=True)  # more yields than planned grow the count
+            if not activity._ended:  # the generator may have ended it itself
+                if not stepping:
+                    # An open-ended generator counts its items (what advance() does).
+                    if lane.base is None:
+                        activity._begin_counting()
+                    if _get_ident() == owner:
+                        mine.n += 1
+                    else:
+                        lane.tally.cell().n += 1
+                    if not lane.dirty:
+                        lane.touch()
+                elif lane.position[0] < yielded:
+                    activity.step()  # more yields than planned grow the count
             sent, thrown = None, None
             try:
                 sent = yield item
@@ -384,6 +376,30 @@ def _drive_generator(run: _Run, gen: Generator[Any, Any, Any]) -> Generator[Any,
         raise
     activity._finish_from(None)
     return result
+
+
+def _enter(activity: LiveActivity, run: _Run) -> None:
+    _current.set(activity)
+    _runs.set((*_runs.get(), run))
+
+
+def _reach_step(activity: LiveActivity, step: int, *, grow: bool) -> None:
+    """Advance to ``step`` unless already there; past the planned count only when ``grow``.
+
+    On an activity without steps, each yield (``grow``) counts one item done instead.
+    """
+    if activity.ended:  # the generator ended it itself; leave it as it is
+        return
+    lane = activity._lane
+    if lane.state.kind is not ActivityType.SEGMENTED_PROGRESS:
+        if grow:
+            activity.advance()
+        return
+    current, planned = lane.position[0], lane.state.planned_steps
+    if not grow and step > planned:
+        return
+    for _ in range(step - current):
+        activity.step()
 
 
 async def _drive_async_generator(

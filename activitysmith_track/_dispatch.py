@@ -1,42 +1,70 @@
-"""Background delivery: the worker thread that sends each activity's requests, in order.
+"""Background delivery: one lane per activity, sender threads shared by an account.
 
-The user's thread only records that an activity changed (:meth:`Channel.touch`, a flag check
-on the hot path) and returns. One worker thread per :class:`Dispatcher` pulls the newest state
-when it is ready to send, so a burst of changes becomes one request (latest wins), and keeps
-three promises per activity: start before updates before end; updates within a token-bucket
-budget and after a short debounce; the end never waits for the update budget and always
-carries the final state.
+Data flows one way. The handle (user threads) publishes into the activity's :class:`Lane` and
+returns: a new frozen :class:`~activitysmith_track._state.ActivityState` for deliberate
+changes, plain numbers for the per-item ones (the step, its name, the items counted, a
+percentage), and a flag saying something changed. The sender threads read the lane without
+any lock of the handle's (:meth:`Lane.read`), render the payload with the pure functions of
+:mod:`activitysmith_track._render`, and send it.
 
-Everything that can wait (the network, retries, Retry-After) happens here, never on the
-user's thread. Failures are logged once per activity and kept for strict mode.
+Each lane keeps its own order: the start, then changes (latest wins: while a request is on the
+wire or waits for its budget, newer states replace older unsent ones), then the end, which
+always carries the final state. Lanes share one :class:`Account` per API key and base URL: a
+bounded pool of connections, one request budget and one 429 pause, whatever the per-activity
+options. Sender threads are spawned as work needs them; changes use at most ``connections``
+of them at once, starts and ends may use a few more, so that hung requests of other
+activities never hold a start or an end back.
+
+Retries follow the table in :mod:`activitysmith_track._retry`, scheduled here rather than slept
+in a thread: starts and ends are retried until their deadline (ends: while the process lives,
+and at exit within one bounded flush), changes a few times and then left to the next change.
+Waits a server named (Retry-After) are honoured and are not failed attempts.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from activitysmith_track._client import Client, Result
+import attrs
+
+from activitysmith_track._client import Inflight, Result, Wire, request_for
 from activitysmith_track._config import Settings
 from activitysmith_track._errors import (
     ActivitySmithTrackError,
     AuthenticationError,
     LiveActivityLimitError,
     NotFoundError,
+    RateLimitedError,
     StartOutcomeUnknownError,
     TransportError,
 )
-from activitysmith_track._model import Payload
+from activitysmith_track._model import Operation, Payload
+from activitysmith_track._render import final, render
+from activitysmith_track._retry import RetryPlan, RetryPolicy, build_retrying, is_retryable
+from activitysmith_track._state import (
+    ActivityState,
+    Ending,
+    EndLook,
+    Job,
+    Outcome,
+    Position,
+    operation,
+)
 
 __all__ = [
-    "Channel",
+    "Account",
     "Dispatcher",
-    "Source",
+    "Lane",
+    "Phase",
+    "SlidingWindow",
+    "Tally",
     "TokenBucket",
     "close_all",
     "get_dispatcher",
@@ -45,22 +73,24 @@ __all__ = [
 
 logger = logging.getLogger("activitysmith_track")
 
-
 # The ``operation`` values the contract lists; others are logged once, never fatal.
 _KNOWN_OPERATIONS = frozenset({"started", "updated", "rotated", "noop", "paused", "ended"})
+# Starts and ends may use this many sender threads beyond ``connections``, so that changes
+# hung on the wire never hold them back.
+_EXTRA_FOR_LIFECYCLE = 8
+# An in-flight change of an activity whose end is queued is abandoned once it has been on the
+# wire this long (or a quarter of flush_timeout, if that is shorter): a healthy answer takes
+# well under a second, and the end carries a newer state anyway.
+_ABANDON_AFTER = 1.0
 
 
-# Builds the worker's client from the settings, its retry sleep and clock, and the hook
-# that hears of a 429's Retry-After (a seam for tests).
-ClientFactory = Callable[
-    [Settings, Callable[[float], None], Callable[[], float], Callable[[float], None]], Client
-]
+class Clock(Protocol):
+    """Monotonic seconds. A test clock may also have ``watch(callback)``, called when it moves."""
+
+    def __call__(self) -> float: ...
 
 
-class Source(Protocol):
-    """Where the worker reads an activity's newest state when it is ready to send it."""
-
-    def snapshot(self) -> Payload: ...
+# -- budgets --------------------------------------------------------------------------------------
 
 
 class TokenBucket:
@@ -91,229 +121,423 @@ class TokenBucket:
         self.tokens -= 1.0
 
 
-class _Job(enum.Enum):
-    START = "start"
-    UPDATE = "update"
-    END = "end"
+class SlidingWindow:
+    """At most ``limit`` requests in any ``window`` seconds: the account's request budget.
+
+    Stricter than a token bucket with a burst: whatever window the server counts in (fixed
+    minutes, a rolling minute, a bucket refilled each second), this never exceeds it.
+    """
+
+    __slots__ = ("limit", "sent", "window")
+
+    def __init__(self, limit: int, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self.sent: collections.deque[float] = collections.deque()
+
+    def ready_at(self, now: float) -> float:
+        sent = self.sent
+        while sent and sent[0] <= now - self.window:
+            sent.popleft()
+        if len(sent) < self.limit:
+            return now
+        return sent[0] + self.window
+
+    def take(self, now: float) -> None:
+        self.sent.append(now)
 
 
-class _Interrupted(Exception):
-    """Raised inside a retry wait that would run past the shutdown deadline."""
+# -- the lane: what the handle publishes, what the sender keeps -----------------------------------
 
 
-class _Superseded(Exception):
-    """Raised inside an update's retry wait once the activity's end is queued."""
+class Cell:
+    """One thread's count of items (only that thread writes it)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n: float = 0
 
 
-class Channel:
-    """One activity's delivery state, shared by its handle and the worker.
+class Tally:
+    """Items counted by any number of threads without a lock: each thread adds to its own
+    :class:`Cell`, and the reader sums them. The thread that opened the activity has its cell
+    at hand (the handle keeps it), so its ``advance()`` costs an addition."""
 
-    Fields are guarded by the dispatcher's lock, except ``dirty``, which the user's thread
-    sets without it (a plain attribute write) so that recording a change stays cheap.
+    __slots__ = ("_lock", "_others", "mine", "owner")
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.mine = Cell()
+        self._others: dict[int, Cell] = {}
+        self._lock = threading.Lock()
+
+    def cell(self) -> Cell:
+        """The calling thread's cell."""
+        ident = threading.get_ident()
+        if ident == self.owner:
+            return self.mine
+        cell = self._others.get(ident)
+        if cell is None:
+            with self._lock:
+                cell = self._others.setdefault(ident, Cell())
+        return cell
+
+    def total(self) -> float:
+        return self.mine.n + sum(cell.n for cell in list(self._others.values()))
+
+
+class Phase(enum.Enum):
+    """Where an activity's delivery stands. The transitions, all made by the sender:
+
+    NEW -> LIVE (start answered) | BLOCKED (refused for capacity) | LOST (start refused for good,
+    or its outcome unknown); BLOCKED -> LIVE (a retry got a slot) | BLOCKED; LIVE, NEW, BLOCKED
+    -> DONE (end delivered, handed on, or given up); LOST -> DONE once the end is asked for.
+    """
+
+    NEW = "new"
+    LIVE = "live"
+    BLOCKED = "blocked"
+    LOST = "lost"
+    DONE = "done"
+
+
+class Lane:
+    """One activity's channel from its handle to the sender, and the sender's bookkeeping.
+
+    The handle writes ``state``, ``position``, ``base``, ``percent`` and the ``tally`` (under its
+    own lock when it writes several at once, bumping ``seq`` around them) and sets ``dirty``.
+    The sender reads them with :meth:`read` and never takes the handle's lock. Everything else
+    belongs to the sender and is guarded by the dispatcher's lock.
+
+    A lane that is not attached to a dispatcher (tracking off, not started) keeps ``dirty``
+    True, so the handle's hot paths never call :meth:`touch` for it.
     """
 
     __slots__ = (
-        "_dispatcher",
+        "__weakref__",
+        "abandoned_at",
         "activity_id",
+        "base",
         "bucket",
-        "busy",
-        "debounce",
+        "deadline",
         "dirty",
         "dirty_since",
-        "done",
-        "end_payload",
+        "dispatcher",
+        "end_requested",
         "errors",
         "flush_timeout",
-        "keep_open",
+        "inflight",
+        "job",
+        "job_started",
         "label",
+        "last_error",
         "last_operation",
         "last_sent",
         "logged",
-        "pending_start",
-        "source",
-        "started",
-        "stream_key",
+        "percent",
+        "phase",
+        "pid",
+        "plan",
+        "plan_job",
+        "position",
+        "retry",
+        "retry_at",
+        "seq",
+        "settings",
+        "state",
+        "stopped_by",
+        "tally",
+        "timeout",
         "urgent",
-        "waited",
+        "waiters",
     )
 
-    def __init__(
-        self,
-        dispatcher: Dispatcher,
-        source: Source,
-        *,
-        label: str,
-        stream_key: str | None,
-        settings: Settings,
-        now: float,
-    ) -> None:
-        self._dispatcher = dispatcher
-        self.source = source
-        self.label = label
-        self.stream_key = stream_key
-        self.debounce = settings.debounce
-        self.flush_timeout = settings.flush_timeout
-        self.bucket = TokenBucket(settings.update_burst, settings.update_interval, now)
-        self.pending_start = True
-        self.started = False
-        self.activity_id: str | None = None
-        self.dirty = False
+    def __init__(self, state: ActivityState, position: Position) -> None:
+        # -- published by the handle
+        self.state = state
+        self.position: tuple[int, str | None, str | None] = (
+            position.step,
+            position.step_name,
+            position.note,
+        )
+        self.base: float | None = None  # the tally's reading when this step's count began
+        self.percent: float | None = position.percent
+        self.tally = Tally()
+        self.seq = 0  # odd while the handle writes several fields together
+        self.dirty = True
+        # -- the sender's
+        self.dispatcher: Dispatcher | None = None
+        self.pid = os.getpid()
+        self.label = state.title
+        self.phase = Phase.NEW
+        self.end_requested = False
+        self.abandoned_at: float | None = None
+        self.stopped_by: str | None = None
         self.dirty_since = 0.0
-        self.end_payload: Payload | None = None
-        self.keep_open = False  # a pipeline step hands the stream on instead of ending it
-        self.done = False
-        self.busy = False  # a request of this channel is on the wire
-        self.urgent = False  # someone waits in flush(): skip the debounce
-        self.waited = False  # a flush already waited its full timeout for the end
+        self.urgent = 0  # flushes waiting on this lane: skip the debounce
+        self.waiters = 0
+        self.activity_id: str | None = None
         self.last_sent: Payload | None = None
         self.last_operation: str | None = None
         self.errors: list[ActivitySmithTrackError] = []
+        self.last_error: ActivitySmithTrackError | None = None  # of any attempt, even retried
         self.logged: set[str] = set()
+        self.job: Job | None = None  # the job on the wire, if any
+        self.job_started = 0.0
+        self.inflight: Inflight | None = None
+        self.plan: RetryPlan | None = None  # the retrying of the job that failed last
+        self.plan_job: Job | None = None
+        self.retry_at = 0.0
+        self.deadline: float | None = None  # the end's: while a block waits for it
+        self.settings: Settings | None = None
+        self.bucket: TokenBucket | None = None
+        self.flush_timeout = 0.0
+        self.timeout = (5.0, 15.0)
+        self.retry = RetryPolicy()
+
+    def __repr__(self) -> str:
+        return f"<Lane {self.label!r} {self.phase.value}>"
+
+    # -- the handle's side ----------------------------------------------------------------------
 
     def touch(self) -> None:
-        """Record that the activity changed; the worker sends its newest state later."""
-        if not self.dirty:
-            self.dirty = True
-            self._dispatcher._changed(self)
+        """Something changed: the sender reads the lane again when it may send."""
+        dispatcher = self.dispatcher
+        if dispatcher is None or self.pid != os.getpid():
+            return  # not attached, or a forked child's copy of its parent's lane
+        dispatcher._changed(self)
 
-    def close(self, payload: Payload, *, keep_open: bool = False) -> None:
-        """Ask for the activity to end with this final state (once; later calls do nothing).
+    def read(self) -> tuple[ActivityState, Position]:
+        """The newest state and position, consistent with each other (never blocks a writer)."""
+        while True:
+            seq = self.seq
+            state, (step, name, note) = self.state, self.position
+            base, percent = self.base, self.percent
+            total = self.tally.total()
+            if seq == self.seq and not seq & 1:
+                break
+            time.sleep(0)  # a writer is between its two bumps: let it finish
+        count = None if base is None else total - base
+        return state, Position(step=step, step_name=name, note=note, count=count, percent=percent)
 
-        With ``keep_open`` (stream mode only) the final state is sent as a PUT and the stream
-        stays live for the next process of a pipeline.
-        """
-        self._dispatcher._close(self, payload, keep_open=keep_open)
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything recorded so far was sent (the end too, once asked for).
+_STOPPED = EndLook(subtitle="Stopped by {error} {where}")
 
-        Returns False when ``timeout`` passed first. Skips the debounce while it waits, but
-        not the update budget.
-        """
-        return self._dispatcher._flush_channel(self, timeout)
+
+def abandoned(state: ActivityState, at: float, stopped_by: str | None = None) -> ActivityState:
+    """The state of an activity whose handle was dropped, still open at exit, or stopped by a
+    signal (``stopped_by``, e.g. ``"SIGTERM"``).
+
+    A pipeline step that exits hands the stream on as it is; a signal ends the activity as
+    cancelled ("Stopped by SIGTERM at upload archive"); anything else ends in the abandoned
+    look.
+    """
+    if state.ending is not None:
+        return state
+    if stopped_by is not None:
+        cancelled = state.looks.cancelled
+        look = attrs.evolve(_STOPPED, color=cancelled.color, icon=cancelled.icon)
+        ending = Ending(outcome=Outcome.CANCELLED, at=at, error=stopped_by, look=look)
+    else:
+        ending = Ending(outcome=Outcome.ABANDONED, at=at, hand_on=state.target.hand_on)
+    return attrs.evolve(state, ending=ending)
+
+
+# -- one account: connections, budget, pause -------------------------------------------------------
+
+
+class Account:
+    """What every activity of one API key and base URL shares."""
+
+    def __init__(self, settings: Settings, now: float) -> None:
+        self.budget = SlidingWindow(settings.requests_per_minute)
+        self.paused_until = 0.0  # a 429's Retry-After holds back every request
+        self.connections = settings.connections
+
+    def ready_at(self, now: float) -> float:
+        return max(self.budget.ready_at(now), self.paused_until)
+
+
+Observer = Callable[[str, Lane, Any], None]
 
 
 class Dispatcher:
-    """Sends the requests of every activity that shares one API key and base URL."""
+    """Sends the requests of every activity of one account (API key and base URL)."""
 
-    # Seconds an idle worker thread waits for new work before it exits.
-    idle_timeout = 30.0
+    # Seconds an idle sender thread with no lanes waits before it exits (the last one to go
+    # closes the connections too).
+    idle_timeout = 2.0
 
     def __init__(
         self,
         settings: Settings,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        client_factory: ClientFactory | None = None,
+        clock: Clock = time.monotonic,
+        wire_factory: Callable[[Settings], Wire] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._settings = settings
-        self._clock = clock
-        self._client_factory = client_factory or _make_client
+        self.clock = clock
+        self._wire_factory = wire_factory or _make_wire
+        self.observer = observer
+        watch = getattr(clock, "watch", None)
+        if callable(watch):
+            watch(self.wake)
         self._setup()
 
     def _setup(self) -> None:
-        # Also called in a forked child: fresh locks, no worker, nothing queued. Reentrant,
-        # because garbage collection can run a dropped handle's finalizer (which ends its
-        # activity through this lock) on a thread that already holds it.
+        # Also called in a forked child: fresh locks, no threads, nothing queued. Reentrant,
+        # because garbage collection can run a dropped handle's finalizer (which wakes this)
+        # on a thread that already holds it, and a signal handler can run in the main thread
+        # while it does.
         self._cond = threading.Condition(threading.RLock())
-        self._paused_until = 0.0  # a 429's Retry-After holds back every request
-        self._active: tuple[Channel, _Job] | None = None
-        self._channels: list[Channel] = []
-        self._thread: threading.Thread | None = None
+        self._lanes: list[Lane] = []
+        self._account = Account(self._settings, self.clock())
+        self._threads = 0
+        self._idle = 0
+        self._busy = 0
         self._shutdown_at: float | None = None
         self._pid = os.getpid()
-        self._client: Client | None = None
+        self._wire: Wire | None = None
         self._closed = False
-        rpm = self._settings.requests_per_minute
-        if self._settings.is_local:
-            # The account budget protects a real account; a local emulator has none.
-            rpm = 1_000_000
-        self._account = TokenBucket(max(1, rpm // 4), 60.0 / rpm, self._clock())
+        self._no_threads = False
 
-    # -- called on the user's thread -------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<Dispatcher {self._settings.base_url} lanes={len(self._lanes)}>"
 
-    def open(
-        self,
-        source: Source,
-        *,
-        label: str,
-        stream_key: str | None = None,
-        settings: Settings | None = None,
-    ) -> Channel:
-        """Register a new activity; its start is sent as soon as the worker gets to it.
+    # -- called on the user's threads ----------------------------------------------------------
 
-        ``settings`` give the activity's own debounce, update budget and flush timeout (the
-        dispatcher's by default).
+    def open(self, lane: Lane, settings: Settings) -> None:
+        """Attach ``lane``; its start is sent as soon as a sender gets to it.
+
+        ``settings`` give the activity's own debounce, update budget, timeouts, retry policy
+        and flush timeout.
         """
-        channel = Channel(
-            self,
-            source,
-            label=label,
-            stream_key=stream_key,
-            settings=settings or self._settings,
-            now=self._clock(),
-        )
+        now = self.clock()
         with self._cond:
-            self._channels.append(channel)
-            self._cond.notify_all()
-        self._ensure_worker()
-        return channel
+            lane.dispatcher = self
+            lane.pid = os.getpid()
+            lane.settings = settings
+            lane.bucket = TokenBucket(settings.update_burst, settings.update_interval, now)
+            lane.flush_timeout = settings.flush_timeout
+            lane.timeout = (settings.connect_timeout, settings.read_timeout)
+            lane.retry = settings.retry
+            lane.dirty = False
+            self._lanes.append(lane)
+            self._wake_locked()
 
-    def _changed(self, channel: Channel) -> None:
+    def _changed(self, lane: Lane) -> None:
         with self._cond:
-            channel.dirty_since = self._clock()
-            self._cond.notify_all()
+            if not lane.dirty:
+                lane.dirty = True
+                lane.dirty_since = self.clock()
+            self._wake_locked()
 
-    def _close(self, channel: Channel, payload: Payload, *, keep_open: bool) -> None:
+    def end(self, lane: Lane) -> None:
+        """The handle published an ended state: deliver it (once; later calls do nothing)."""
+        if lane.dispatcher is not self or lane.pid != os.getpid():
+            return
         with self._cond:
-            if channel.end_payload is None and not channel.done:
-                channel.end_payload = payload
-                channel.keep_open = keep_open and channel.stream_key is not None
-            self._cond.notify_all()
-        self._ensure_worker()
+            if not lane.end_requested:
+                lane.end_requested = True
+                self._abandon_stale_change(lane, self.clock())
+            self._wake_locked()
 
-    def _flush_channel(self, channel: Channel, timeout: float) -> bool:
-        deadline = self._clock() + timeout
-        if self._thread is None:
+    def abandon(
+        self, lane: Lane, at: float | None = None, *, stopped_by: str | None = None
+    ) -> None:
+        """The handle was dropped, the process exits, or a signal stops it: end the lane from
+        what it last showed (``stopped_by`` names the signal).
+
+        Safe to call from a finalizer or a signal handler, on any thread, while any lock is held.
+        """
+        if lane.dispatcher is not self or lane.pid != os.getpid():
+            return
+        if lane.abandoned_at is None:
+            lane.stopped_by = stopped_by
+            lane.abandoned_at = self.clock() if at is None else at
+        with self._cond:
+            if not lane.end_requested:
+                lane.end_requested = True
+            self._wake_locked()
+
+    def flush_lane(self, lane: Lane, timeout: float, *, end_deadline: bool = False) -> bool:
+        """Wait until what ``lane`` recorded so far was sent (the end too, once asked for).
+
+        Returns False when ``timeout`` passed first. Skips the debounce while it waits, not
+        the update budget. With ``end_deadline`` the end's requests are bounded by this wait.
+        """
+        if lane.dispatcher is not self or lane.pid != os.getpid():
+            return False
+        deadline = self.clock() + timeout
+        if self._needs_inline():
             self._drain_inline(deadline)
         with self._cond:
-            channel.urgent = True
-            self._cond.notify_all()
+            lane.urgent += 1
+            if end_deadline:
+                lane.deadline = deadline
+            self._wake_locked()
             try:
-                while not channel.done and (
-                    channel.pending_start
-                    or channel.dirty
-                    or channel.busy
-                    or channel.end_payload is not None
-                ):
-                    remaining = deadline - self._clock()
+                while not self._settled(lane):
+                    remaining = deadline - self.clock()
                     if remaining <= 0:
-                        # Someone already waited flush_timeout for this end: the exit
-                        # flush does not wait for it a second time.
-                        channel.waited = channel.end_payload is not None
                         return False
                     self._cond.wait(remaining)
                 return True
             finally:
-                channel.urgent = False
+                lane.urgent -= 1
+                if end_deadline:
+                    lane.deadline = None
+
+    def waiting(self, lane: Lane, deadline: float) -> None:
+        """Someone waits for ``lane`` until ``deadline`` (polling :meth:`settled`): skip the
+        debounce and bound the end's requests by it, until :meth:`done_waiting`."""
+        with self._cond:
+            lane.urgent += 1
+            lane.deadline = deadline
+            self._wake_locked()
+
+    def done_waiting(self, lane: Lane) -> None:
+        with self._cond:
+            lane.urgent -= 1
+            lane.deadline = None
+
+    def settled(self, lane: Lane) -> bool:
+        """Whether ``lane`` has nothing left to send (without waiting)."""
+        with self._cond:
+            return self._settled(lane)
+
+    def _settled(self, lane: Lane) -> bool:
+        if lane.phase is Phase.DONE:
+            return True
+        if lane.end_requested or lane.abandoned_at is not None:
+            return lane.phase is Phase.LOST and lane.job is None
+        if lane.phase in (Phase.LOST, Phase.BLOCKED):
+            return lane.job is None
+        return lane.phase is Phase.LIVE and not lane.dirty and lane.job is None
 
     def flush(self, timeout: float) -> int:
-        """Wait until every ended activity was delivered; return how many are still pending."""
-        deadline = self._clock() + timeout
+        """Wait until every ended lane was delivered; return how many are still pending.
+
+        Used at exit: requests and retry waits are bounded by this one deadline.
+        """
+        deadline = self.clock() + timeout
         with self._cond:
             self._shutdown_at = deadline
-            self._cond.notify_all()
+            self._wake_locked()
         try:
-            if self._thread is None:
+            if self._needs_inline():
                 self._drain_inline(deadline)
             with self._cond:
                 while True:
                     pending = [
-                        c
-                        for c in self._channels
-                        if c.end_payload is not None and not c.done and not c.waited
+                        lane
+                        for lane in self._lanes
+                        if (lane.end_requested or lane.abandoned_at is not None)
+                        and not self._settled(lane)
                     ]
-                    remaining = deadline - self._clock()
+                    remaining = deadline - self.clock()
                     if not pending or remaining <= 0:
                         return len(pending)
                     self._cond.wait(remaining)
@@ -321,256 +545,437 @@ class Dispatcher:
             with self._cond:
                 self._shutdown_at = None
 
-    # -- the worker --------------------------------------------------------------------------
-
-    def _ensure_worker(self) -> None:
+    def pending_ends(self) -> list[Lane]:
+        """Lanes whose end is asked for and not delivered yet."""
         with self._cond:
-            if self._pid != os.getpid():
-                return
-            if self._thread is not None and self._thread.is_alive():
-                return
-            try:
-                thread = _start_worker_thread(self._run)
-            except RuntimeError:
-                # Threads cannot start during interpreter shutdown; flush() then sends inline.
-                self._thread = None
-                return
-            self._thread = thread
+            return [
+                lane
+                for lane in self._lanes
+                if (lane.end_requested or lane.abandoned_at is not None) and not self._settled(lane)
+            ]
+
+    def exit_timeout(self) -> float:
+        """The longest flush_timeout among lanes whose end is still on its way."""
+        return max((lane.flush_timeout for lane in self.pending_ends()), default=0.0)
+
+    def wake(self) -> None:
+        """Re-read every lane's due time (the clock moved, or a lane changed)."""
+        with self._cond:
+            self._wake_locked()
+
+    def close(self) -> None:
+        """Stop sending (what is still queued is dropped) and release the connections; a
+        request on the wire is abandoned."""
+        with self._cond:
+            self._closed = True
+            for lane in self._lanes:
+                if lane.inflight is not None:
+                    lane.inflight.abandon()
+            self._cond.notify_all()
+            if self._threads == 0:
+                self._close_wire()
+
+    # -- sender threads ------------------------------------------------------------------------
+
+    def _needs_inline(self) -> bool:
+        """No sender thread runs, and none could be started: the waiter sends itself."""
+        with self._cond:
+            if self._threads == 0 and not self._closed:
+                self._wake_locked()
+            return self._threads == 0 and self._no_threads
+
+    def _wake_locked(self) -> None:
+        self._cond.notify_all()
+        if self._idle == 0 and self._pid == os.getpid() and not self._closed:
+            limit = self._account.connections + _EXTRA_FOR_LIFECYCLE
+            if self._threads < limit and (self._threads == 0 or self._work_waiting()):
+                self._spawn()
+
+    def _work_waiting(self) -> bool:
+        """Whether a lane has work no thread is on (a start, an end or a change)."""
+        for lane in self._lanes:
+            if lane.job is None and lane.phase is not Phase.DONE:
+                if lane.end_requested or lane.phase is Phase.NEW or lane.dirty:
+                    return True
+        return False
+
+    def _spawn(self) -> None:
+        try:
+            _start_thread(self._run)
+        except RuntimeError:
+            # Threads cannot start during interpreter shutdown: flushes send inline instead.
+            self._no_threads = True
+            return
+        self._threads += 1
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                idle_since = self._clock()
-                while True:
-                    if self._closed:
-                        # Closed: stop here, whatever is left (close() says so).
-                        self._thread = None
-                        self._close_client()
-                        return
-                    now = self._clock()
-                    channel, job, due = self._next(now)
-                    if channel is not None and due <= now:
-                        self._claim(channel, job, now)
-                        break
-                    if channel is None and not self._channels:
-                        # Nothing to do for a while: let the thread go; the next open()
-                        # starts a new one.
-                        if now - idle_since >= self.idle_timeout:
-                            self._thread = None
-                            self._close_client()
-                            return
-                        self._cond.wait(self.idle_timeout - (now - idle_since))
-                        continue
-                    self._cond.wait(None if channel is None else due - now)
-            self._execute(channel, job)
+                lane, job = self._wait_for_job()
+                if lane is None:
+                    self._threads -= 1
+                    if self._threads == 0 and (self._closed or not self._lanes):
+                        self._close_wire()
+                    self._cond.notify_all()
+                    return
+                assert job is not None
+                # Another thread for what else is due, if none is idle.
+                if self._idle == 0 and self._work_waiting():
+                    limit = self._account.connections + _EXTRA_FOR_LIFECYCLE
+                    if self._threads < limit:
+                        self._spawn()
+            self._execute(lane, job)
+
+    def _wait_for_job(self) -> tuple[Lane | None, Job | None]:
+        idle_since = self.clock()
+        self._idle += 1
+        try:
+            while True:
+                if self._closed or self._pid != os.getpid():
+                    return None, None
+                now = self.clock()
+                lane, job, due = self._next(now)
+                if lane is not None and job is not None and due <= now:
+                    self._claim(lane, job, now)
+                    return lane, job
+                if lane is None and not self._lanes and now - idle_since >= self.idle_timeout:
+                    return None, None
+                self._cond.wait(max(0.0, min(due - now, self.idle_timeout)))
+        finally:
+            self._idle -= 1
 
     def _drain_inline(self, deadline: float) -> None:
-        """Send what is due on the calling thread (no worker could be started)."""
-        while self._clock() < deadline:
+        """Send what is due on the calling thread (no sender thread could be started)."""
+        while self.clock() < deadline:
             with self._cond:
-                now = self._clock()
-                channel, job, due = self._next(now)
-                if channel is None:
+                now = self.clock()
+                lane, job, due = self._next(now)
+                if lane is None or job is None:
                     return
                 if due > now:
                     if due > deadline:
                         return
                     self._cond.wait(due - now)
                     continue
-                self._claim(channel, job, now)
-            self._execute(channel, job)
+                self._claim(lane, job, now)
+            self._execute(lane, job)
 
-    def _next(self, now: float) -> tuple[Channel | None, _Job, float]:
-        """Pick the job due first: a start, an end, or an update within its budget."""
-        best: tuple[Channel | None, _Job, float] = (None, _Job.UPDATE, float("inf"))
-        account = max(self._account.ready_at(now), self._paused_until)
-        for channel in self._channels:
-            if channel.done:
+    # -- choosing the next job -------------------------------------------------------------------
+
+    def _next(self, now: float) -> tuple[Lane | None, Job | None, float]:
+        """The job due first among all lanes, within the thread and budget limits.
+
+        With no lane, the time returned (if finite) is when to look again.
+        """
+        best: tuple[Lane | None, Job | None, float] = (None, None, float("inf"))
+        look_again = float("inf")
+        account = self._account.ready_at(now)
+        changes_allowed = self._busy < self._account.connections
+        for lane in list(self._lanes):
+            job, due = self._job_for(lane, now, account)
+            if job is None:
+                look_again = min(look_again, due)
                 continue
-            if channel.pending_start:
-                job, due = _Job.START, account
-            elif channel.end_payload is not None:
-                job, due = _Job.END, account
-            elif channel.dirty:
-                job = _Job.UPDATE
-                debounce = 0.0 if channel.urgent else channel.debounce
-                due = max(
-                    channel.dirty_since + debounce,
-                    channel.bucket.ready_at(now),
-                    account,
-                )
-            else:
+            if job is Job.CHANGE and not changes_allowed:
                 continue
             if due < best[2]:
-                best = (channel, job, due)
+                best = (lane, job, due)
+        if best[0] is None:
+            return None, None, look_again
         return best
 
-    def _claim(self, channel: Channel, job: _Job, now: float) -> None:
-        channel.busy = True
-        self._active = (channel, job)
-        self._account.take(now)
-        if job is _Job.START:
-            channel.pending_start = False
-            channel.dirty = False
-        elif job is _Job.UPDATE:
-            channel.dirty = False
-            channel.bucket.take(now)
+    def _job_for(self, lane: Lane, now: float, account: float) -> tuple[Job | None, float]:
+        """The lane's next job and when it is due; without a job, when to look at it again."""
+        never = float("inf")
+        if lane.job is not None:
+            if lane.end_requested or lane.abandoned_at is not None:
+                return None, self._abandon_stale_change(lane, now)
+            return None, never
+        phase = lane.phase
+        if phase is Phase.DONE:
+            return None, never
+        ending = lane.end_requested or lane.abandoned_at is not None
+        if phase is Phase.LOST:
+            if ending:
+                self._finish(lane)
+            return None, never
+        if lane.plan is not None and lane.plan_job is Job.CHANGE and ending:
+            lane.plan = None  # a failed change is superseded by the end
+        wait = lane.retry_at if lane.plan is not None else 0.0
+        if phase is Phase.NEW:
+            return Job.START, max(account, wait)
+        if phase is Phase.BLOCKED:
+            if ending:
+                # The end is still attempted: the start (with the final state) first.
+                return Job.START, max(account, wait)
+            return Job.START, max(account, lane.retry_at)
+        # LIVE
+        if ending:
+            return Job.END, max(account, wait)
+        if lane.dirty:
+            debounce = 0.0 if lane.urgent else (lane.settings or self._settings).debounce
+            bucket = lane.bucket.ready_at(now) if lane.bucket is not None else now
+            return Job.CHANGE, max(lane.dirty_since + debounce, bucket, account, wait)
+        return None, never
 
-    def _execute(self, channel: Channel, job: _Job) -> None:
-        try:
-            if job is _Job.START:
-                self._send_start(channel)
-            elif job is _Job.UPDATE:
-                self._send_update(channel)
-            else:
-                self._send_end(channel)
-        except Exception as exc:  # the worker must survive anything
-            self._failed(channel, job, exc)
-            if job is _Job.END:
-                self._finish(channel)
-        finally:
-            with self._cond:
-                channel.busy = False
-                self._active = None
-                self._cond.notify_all()
+    def _abandon_stale_change(self, lane: Lane, now: float) -> float:
+        """An end is queued while a change of the same activity is on the wire: stop waiting
+        for the change once waiting longer would put the end at risk. Returns when to look
+        again."""
+        if lane.job is not Job.CHANGE or lane.inflight is None:
+            return float("inf")
+        threshold = min(_ABANDON_AFTER, lane.flush_timeout / 4)
+        if now - lane.job_started < threshold:
+            return lane.job_started + threshold
+        logger.debug("%r: abandoning a change on the wire for the end", lane.label)
+        lane.inflight.abandon()
+        lane.inflight = None
+        lane.job = None
+        self._busy -= 1
+        self._cond.notify_all()
+        return now
 
-    def _client_for_worker(self) -> Client:
-        if self._client is None:
-            self._client = self._client_factory(
-                self._settings, self._retry_sleep, self._clock, self._pause_for
-            )
-        return self._client
+    def _claim(self, lane: Lane, job: Job, now: float) -> None:
+        lane.job = job
+        lane.job_started = now
+        lane.inflight = Inflight()
+        self._busy += 1
+        self._account.budget.take(now)
+        if job is Job.CHANGE:
+            lane.dirty = False
+            if lane.bucket is not None:
+                lane.bucket.take(now)
+        elif job is Job.START and lane.phase is Phase.NEW:
+            lane.dirty = False
 
-    def _deadline(self) -> float | None:
-        return self._shutdown_at
+    # -- sending ---------------------------------------------------------------------------------
 
-    def _send_start(self, channel: Channel) -> None:
-        payload = channel.source.snapshot()
-        client = self._client_for_worker()
-        try:
-            if channel.stream_key is not None:
-                result = client.put_stream(channel.stream_key, payload, deadline=self._deadline())
-            else:
-                result = client.start(payload, deadline=self._deadline())
-        except ActivitySmithTrackError as exc:
-            self._failed(channel, _Job.START, exc)
-            if channel.stream_key is None:
-                # Without an activity id nothing else can be sent; a stream can still recover
-                # on its next PUT, which is idempotent.
-                with self._cond:
-                    self._finish_locked(channel)
-            else:
-                channel.touch()
-            return
+    def _wire_for_thread(self) -> Wire:
         with self._cond:
-            channel.started = True
-            channel.last_sent = payload
-            self._record(channel, result)
+            if self._wire is None:
+                self._wire = self._wire_factory(self._settings)
+            return self._wire
 
-    def _send_update(self, channel: Channel) -> None:
-        payload = channel.source.snapshot()
-        if payload == channel.last_sent:
-            return
-        client = self._client_for_worker()
+    def _payload_for(self, lane: Lane, job: Job) -> tuple[Payload, Job]:
+        """What ``job`` sends now: rendered from the lane's newest state, on this thread."""
+        state, position = lane.read()
+        ending = lane.end_requested or lane.abandoned_at is not None
+        if ending and state.ending is None:
+            at = lane.abandoned_at if lane.abandoned_at is not None else self.clock()
+            state = abandoned(state, at, lane.stopped_by)
+        if job is Job.END:
+            return final(state, position), state.end_job()
+        if job is Job.START and ending:
+            # The start never got through and the activity already ended: show the final
+            # state (the end follows, unless this start is itself the hand-on).
+            return final(state, position), Job.START
+        return render(state, position, self.clock()), job
+
+    def _execute(self, lane: Lane, job: Job) -> None:
+        inflight = lane.inflight
         try:
-            if channel.stream_key is not None:
-                result = client.put_stream(channel.stream_key, payload, deadline=self._deadline())
-            else:
-                assert channel.activity_id is not None
-                result = client.update(channel.activity_id, payload, deadline=self._deadline())
-        except _Superseded:
-            return  # the end, queued meanwhile, carries a newer state
-        except ActivitySmithTrackError as exc:
-            self._failed(channel, _Job.UPDATE, exc)
+            payload, effective = self._payload_for(lane, job)
+            if job is Job.CHANGE and payload == lane.last_sent:
+                self._done_job(lane, inflight, None)
+                return
+            result = self._send(lane, effective, payload, inflight)
+        except Exception as exc:  # the sender must survive anything
+            self._failed_job(lane, job, inflight, exc)
             return
+        self._done_job(lane, inflight, (job, effective, payload, result))
+
+    def _send(self, lane: Lane, job: Job, payload: Payload, inflight: Inflight | None) -> Result:
+        state = lane.state
+        op = operation(state.target, job)
+        request = request_for(
+            op, payload, activity_id=lane.activity_id, stream_key=state.target.stream_key
+        )
+        timeout = self._timeout_for(lane)
+        attempt = lane.plan.attempt if lane.plan is not None else 1
+        return self._wire_for_thread().send(
+            op, request, timeout=timeout, attempt=attempt, inflight=inflight
+        )
+
+    def _timeout_for(self, lane: Lane) -> tuple[float, float]:
+        """The request's timeouts: its own, but never past the deadline it must meet (the
+        exit flush's; for a start or an end, also the block's that waits for it)."""
+        connect, read = lane.timeout
+        deadlines = [self._shutdown_at]
+        if lane.job is not Job.CHANGE:
+            deadlines.append(lane.deadline)
+        bounds = [d for d in deadlines if d is not None]
+        if not bounds:
+            return (connect, read)
+        remaining = min(bounds) - self.clock()
+        if remaining <= 0.05:
+            raise TransportError(f"{lane.label!r}: no time left before the deadline")
+        return (min(connect, remaining), min(read, remaining))
+
+    def _done_job(
+        self,
+        lane: Lane,
+        inflight: Inflight | None,
+        outcome: tuple[Job, Job, Payload, Result] | None,
+    ) -> None:
         with self._cond:
-            channel.last_sent = payload
-            self._record(channel, result)
+            if inflight is not None and inflight.abandoned and lane.inflight is not inflight:
+                return  # given up for the end meanwhile; whatever came back is stale
+            self._release(lane)
+            lane.plan = None
+            if outcome is not None:
+                job, effective, payload, result = outcome
+                self._record(lane, result)
+                lane.last_sent = payload
+                if lane.last_operation == "paused":
+                    lane.last_sent = None  # re-send the newest state with the next change
+                if job is Job.START:
+                    lane.phase = Phase.LIVE
+                    if result.activity_id:
+                        lane.activity_id = result.activity_id
+                    self._observe("started", lane, result)
+                    if effective is Job.START and lane.end_requested:
+                        state = lane.state
+                        if state.target.stream_key is not None and state.end_job() is Job.HAND_ON:
+                            self._finish(lane)  # the start with the final state handed it on
+                elif job is Job.END:
+                    self._observe("ended", lane, result)
+                    self._finish(lane)
+                else:
+                    self._observe("sent", lane, payload)
+            self._cond.notify_all()
+            self._wake_locked()
 
-    def _send_end(self, channel: Channel) -> None:
-        payload = channel.end_payload
-        assert payload is not None
-        client = self._client_for_worker()
-        try:
-            if channel.stream_key is not None and channel.keep_open:
-                if payload == channel.last_sent:
-                    self._finish(channel)  # the server already shows this state
-                    return
-                result = client.put_stream(channel.stream_key, payload, deadline=self._deadline())
-            elif channel.stream_key is not None:
-                if not channel.started:
-                    # The stream never got its first PUT through: send the final state as a
-                    # PUT first, so the DELETE has an activity to end.
-                    client.put_stream(channel.stream_key, payload, deadline=self._deadline())
-                result = client.delete_stream(
-                    channel.stream_key, payload, deadline=self._deadline()
+    def _release(self, lane: Lane) -> None:
+        if lane.job is not None:
+            lane.job = None
+            self._busy -= 1
+        lane.inflight = None
+
+    def _failed_job(
+        self, lane: Lane, job: Job, inflight: Inflight | None, exc: BaseException
+    ) -> None:
+        with self._cond:
+            if inflight is not None and inflight.abandoned and lane.inflight is not inflight:
+                return
+            self._release(lane)
+            now = self.clock()
+            if isinstance(exc, ActivitySmithTrackError):
+                lane.last_error = exc
+            if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                # A 429's Retry-After is the account's: no activity sends before it is over.
+                wait = min(exc.retry_after, lane.retry.max_retry_after)
+                self._account.paused_until = max(self._account.paused_until, now + wait)
+            op = operation(lane.state.target, job if job is not Job.END else lane.state.end_job())
+            if job is Job.END and isinstance(exc, NotFoundError) and op is Operation.STREAM_DELETE:
+                # A stream already gone (ended by another process of the pipeline) is ended.
+                self._finish(lane)
+                self._wake_locked()
+                return
+            wait_for = self._retry_in(lane, job, op, exc)
+            if wait_for is not None:
+                lane.retry_at = now + wait_for
+                if job is Job.CHANGE:
+                    lane.dirty = True  # the newest state goes out with the retry
+                self._wake_locked()
+                return
+            self._give_up(lane, job, op, exc)
+            self._wake_locked()
+
+    def _retry_in(self, lane: Lane, job: Job, op: Operation, exc: BaseException) -> float | None:
+        """Seconds until the next attempt of ``job``, or None when it is given up."""
+        if isinstance(exc, _Closed) or self._closed:
+            return None
+        if not isinstance(exc, Exception) or not is_retryable(op, exc):
+            return None
+        if lane.plan is None or lane.plan_job is not job:
+            lane.plan = RetryPlan(
+                build_retrying(
+                    lane.retry,
+                    op,
+                    sleep=_no_sleep,
+                    clock=self.clock,
+                    deadline=self._shutdown_at,
+                    # Starts and ends are never given up while there is time: only the
+                    # exit deadline bounds them.
+                    persistent=job is not Job.CHANGE,
                 )
-            else:
-                assert channel.activity_id is not None
-                result = client.end(channel.activity_id, payload, deadline=self._deadline())
-        except NotFoundError as exc:
-            if channel.stream_key is None:
-                self._failed(channel, _Job.END, exc)
-            # A stream already gone (ended by another process of the pipeline) is ended.
-        except ActivitySmithTrackError as exc:
-            self._failed(channel, _Job.END, exc)
-        else:
-            with self._cond:
-                channel.last_sent = payload
-                self._record(channel, result)
-        self._finish(channel)
+            )
+            lane.plan_job = job
+        try:
+            return lane.plan.failed(exc)
+        except Exception:
+            lane.plan = None
+            return None
 
-    def _record(self, channel: Channel, result: Result) -> None:
-        if result.activity_id:
-            channel.activity_id = result.activity_id
+    def _give_up(self, lane: Lane, job: Job, op: Operation, exc: BaseException) -> None:
+        lane.plan = None
+        self._failed(lane, job, exc)
+        if job is Job.CHANGE:
+            return  # the next change, or the end, carries a newer state
+        if job is Job.END:
+            self._finish(lane)
+            return
+        # The start.
+        if isinstance(exc, LiveActivityLimitError):
+            interval = lane.settings.capacity_retry_interval if lane.settings else 60.0
+            lane.phase = Phase.BLOCKED
+            lane.retry_at = self.clock() + interval
+            if lane.end_requested or lane.abandoned_at is not None:
+                self._finish(lane)  # the end was attempted (as a start); no slot is free
+            return
+        lane.phase = Phase.LOST
+        if lane.end_requested or lane.abandoned_at is not None:
+            self._finish(lane)
+
+    def _record(self, lane: Lane, result: Result) -> None:
         if result.operation:
-            channel.last_operation = result.operation
-            if result.operation not in _KNOWN_OPERATIONS and "operation" not in channel.logged:
-                channel.logged.add("operation")
+            lane.last_operation = result.operation
+            if result.operation not in _KNOWN_OPERATIONS and "operation" not in lane.logged:
+                lane.logged.add("operation")
                 logger.warning(
                     "ActivitySmith answered with an unknown operation %r for %r; carrying on",
                     result.operation,
-                    channel.label,
+                    lane.label,
                 )
-        if result.warning and "warning" not in channel.logged:
-            channel.logged.add("warning")
-            logger.warning("ActivitySmith warns about %r: %s", channel.label, result.warning)
-        if result.operation == "paused" and "paused" not in channel.logged:
-            channel.logged.add("paused")
+        if result.warning and "warning" not in lane.logged:
+            lane.logged.add("warning")
+            logger.warning("ActivitySmith warns about %r: %s", lane.label, result.warning)
+        if result.operation == "paused" and "paused" not in lane.logged:
+            lane.logged.add("paused")
             logger.warning(
                 "The stream %r is paused by its owner; its state is kept and sent again later.",
-                channel.stream_key,
+                lane.state.target.stream_key,
             )
-            # The newest state is re-sent with the next change or with the end.
-            channel.last_sent = None
 
-    def _finish(self, channel: Channel) -> None:
-        with self._cond:
-            self._finish_locked(channel)
-
-    def _finish_locked(self, channel: Channel) -> None:
-        channel.done = True
-        if channel in self._channels:
-            self._channels.remove(channel)
+    def _finish(self, lane: Lane) -> None:
+        lane.phase = Phase.DONE
+        lane.plan = None
+        if lane in self._lanes:
+            self._lanes.remove(lane)
         self._cond.notify_all()
 
-    def _failed(self, channel: Channel, job: _Job, exc: Exception) -> None:
+    def _observe(self, event: str, lane: Lane, detail: Any) -> None:
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer(event, lane, detail)
+            except Exception:  # an observer must never stop delivery
+                logger.debug("observer failed on %s", event, exc_info=True)
+
+    def _failed(self, lane: Lane, job: Job, exc: BaseException) -> None:
         if isinstance(exc, ActivitySmithTrackError):
             error = exc
-        elif isinstance(exc, _Interrupted):
-            error = TransportError(
-                f"{job.value} not delivered: the process was exiting and the next retry "
-                "would have passed flush_timeout"
-            )
+        elif isinstance(exc, _Closed):
+            error = TransportError(f"{job.value} not delivered: {exc}")
         else:
-            error = TransportError(f"unexpected {type(exc).__name__}: {exc}")
-        channel.errors.append(error)
-        if isinstance(exc, _Interrupted):
-            reason = "the process is exiting and the next retry would pass flush_timeout"
-        elif isinstance(exc, LiveActivityLimitError):
+            error = TransportError(f"{job.value} not delivered: unexpected {type(exc).__name__}")
+        lane.errors.append(error)
+        if isinstance(exc, LiveActivityLimitError):
+            interval = lane.settings.capacity_retry_interval if lane.settings else 60.0
             reason = (
                 f"the Live Activity limit is reached ({exc.active} of {exc.limit} live); end "
-                "another activity to free a slot. The job runs on without tracking"
+                f"another activity to free a slot. It is tried again every {interval:g} s, "
+                "and the job runs on meanwhile"
             )
         elif isinstance(exc, StartOutcomeUnknownError):
             reason = f"{exc} (not retried: a retry could start a second activity)"
@@ -580,110 +985,59 @@ class Dispatcher:
             reason = str(exc)
         # One warning per activity: a down server must not flood the job's logs. After
         # close() (tests, or an application shutting tracking down) failures are expected.
-        if "failure" not in channel.logged and not self._closed:
-            channel.logged.add("failure")
-            logger.warning("Live Activity %r: %s failed: %s", channel.label, job.value, reason)
+        if "failure" not in lane.logged and not self._closed:
+            lane.logged.add("failure")
+            logger.warning("Live Activity %r: %s failed: %s", lane.label, job.value, reason)
         else:
-            logger.debug("Live Activity %r: %s failed: %s", channel.label, job.value, reason)
+            logger.debug("Live Activity %r: %s failed: %s", lane.label, job.value, reason)
 
-    def _retry_sleep(self, seconds: float) -> None:
-        """The wait between retries. Ends early, by raising, when it would pass shutdown, or
-        when it only delays a stale update that the end, queued meanwhile, replaces."""
-        until = self._clock() + seconds
-        with self._cond:
-            while True:
-                if self._shutdown_at is not None and until > self._shutdown_at:
-                    raise _Interrupted("retry wait would pass the flush deadline")
-                if self._closed:
-                    raise _Interrupted("the dispatcher was closed")
-                active = self._active
-                if (
-                    active is not None
-                    and active[1] is _Job.UPDATE
-                    and active[0].end_payload is not None
-                ):
-                    raise _Superseded("the end replaces this update")
-                remaining = until - self._clock()
-                if remaining <= 0:
-                    return
-                self._cond.wait(remaining)
-
-    def _pause_for(self, seconds: float) -> None:
-        # A 429 rate limit is the account's: no activity sends before it is over.
-        with self._cond:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
-
-    def exit_timeout(self) -> float:
-        """The longest flush_timeout among activities whose end is still on its way."""
-        with self._cond:
-            return max(
-                (c.flush_timeout for c in self._channels if c.end_payload is not None),
-                default=0.0,
-            )
-
-    def close(self) -> None:
-        """Stop sending (what is still queued is dropped) and release the HTTP connections;
-        the worker exits after the request it is sending, if any."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-            if self._thread is None:
-                self._close_client()
-
-    def _close_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+    def _close_wire(self) -> None:
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.close()
 
     def _after_fork_in_child(self) -> None:
+        # The parent's connections and threads are not the child's; it starts clean.
         self._setup()
 
 
-def _start_worker_thread(target: Callable[[], None]) -> threading.Thread:
+class _Closed(Exception):
+    """The dispatcher was closed while a request waited."""
+
+
+def _no_sleep(seconds: float) -> None:  # pragma: no cover - the dispatcher schedules instead
+    raise AssertionError("the dispatcher never sleeps in a retry")
+
+
+def _start_thread(target: Callable[[], None]) -> threading.Thread:
     # A seam for tests: starting a thread fails at interpreter shutdown.
-    thread = threading.Thread(target=target, name="activitysmith-track-worker", daemon=True)
+    thread = threading.Thread(target=target, name="activitysmith-track-sender", daemon=True)
     thread.start()
     return thread
 
 
-def _make_client(
-    settings: Settings,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
-    on_retry_after: Callable[[float], None],
-) -> Client:
-    return Client(
+def _make_wire(settings: Settings) -> Wire:
+    return Wire(
         settings.effective_api_key,
         base_url=settings.base_url,
-        timeout=(settings.connect_timeout, settings.read_timeout),
-        retry=settings.retry,
-        sleep=sleep,
-        clock=clock,
-        on_retry_after=on_retry_after,
+        connections=settings.connections + _EXTRA_FOR_LIFECYCLE,
     )
 
 
-# -- the process-wide registry ---------------------------------------------------------------
+# -- the process-wide registry ---------------------------------------------------------------------
 
 _registry_lock = threading.Lock()
-_dispatchers: dict[tuple[object, ...], Dispatcher] = {}
+_dispatchers: dict[tuple[str | None, str], Dispatcher] = {}
 
 
-def _key(settings: Settings) -> tuple[object, ...]:
-    return (
-        settings.effective_api_key,
-        settings.base_url,
-        settings.connect_timeout,
-        settings.read_timeout,
-        settings.retry,
-        settings.requests_per_minute,
-    )
+def account_key(settings: Settings) -> tuple[str | None, str]:
+    """What makes one account: the API key and the base URL, whatever the other options."""
+    return (settings.effective_api_key, settings.base_url)
 
 
 def get_dispatcher(settings: Settings) -> Dispatcher:
-    """The shared dispatcher for these settings: one worker thread, and one account budget,
-    per API key and base URL (and transport settings)."""
-    key = _key(settings)
+    """The shared dispatcher of the settings' account (API key and base URL)."""
+    key = account_key(settings)
     with _registry_lock:
         dispatcher = _dispatchers.get(key)
         if dispatcher is None:
@@ -691,15 +1045,20 @@ def get_dispatcher(settings: Settings) -> Dispatcher:
         return dispatcher
 
 
-def shutdown_all(timeout: float | None = None) -> int:
-    """Flush every dispatcher, each within its flush_timeout; return the undelivered count."""
+def dispatchers() -> list[Dispatcher]:
     with _registry_lock:
-        dispatchers = list(_dispatchers.values())
-    # One deadline for all: the process waits at most the longest flush_timeout.
-    longest = max((d.exit_timeout() for d in dispatchers), default=0.0)
-    deadline = time.monotonic() + (longest if timeout is None else timeout)
+        return list(_dispatchers.values())
+
+
+def shutdown_all(timeout: float | None = None) -> int:
+    """Deliver every pending end within one bound (the longest flush_timeout among them);
+    return how many could not be delivered."""
+    every = dispatchers()
+    longest = max((d.exit_timeout() for d in every), default=0.0)
+    bound = longest if timeout is None else timeout
+    deadline = time.monotonic() + bound
     left = 0
-    for dispatcher in dispatchers:
+    for dispatcher in every:
         left += dispatcher.flush(max(0.0, deadline - time.monotonic()))
     return left
 
@@ -707,14 +1066,14 @@ def shutdown_all(timeout: float | None = None) -> int:
 def close_all() -> None:
     """Close every dispatcher and forget them (for tests: nothing carries over)."""
     with _registry_lock:
-        dispatchers = list(_dispatchers.values())
+        every = list(_dispatchers.values())
         _dispatchers.clear()
-    for dispatcher in dispatchers:
+    for dispatcher in every:
         dispatcher.close()
 
 
 def _reset_after_fork() -> None:
-    # The child must not inherit the parent's worker or resend its queue.
+    # The child must not inherit the parent's senders or resend its queue.
     global _registry_lock
     _registry_lock = threading.Lock()
     for dispatcher in _dispatchers.values():

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import re
 import threading
 
 import attrs
 
 from activitysmith_track._activity import LiveActivity
+from activitysmith_track._checks import parse_metrics, parse_number
 from activitysmith_track._errors import ActivitySmithTrackError
 from activitysmith_track._model import ActivityType, Metric
 
@@ -46,7 +46,6 @@ DEFAULT_PATTERN = r"^\s*::(?P<kind>step|progress|metric)::(?:\s+(?P<value>.*?))?
 
 # The API shows at most this many metrics; a marker adding a ninth is ignored.
 _MAX_METRICS = 8
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 class MarkerKind(enum.Enum):
@@ -119,13 +118,10 @@ class ProgressValue:
 
 
 def _number(text: str, what: str) -> float:
-    text = text.strip()
-    if _NUMBER.fullmatch(text) is None:
-        raise ValueError(f"{what} {text!r} is not a number")
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what} {text!r} must be a finite number >= 0")
-    return value
+    value = parse_number(text, what)
+    if value < 0:
+        raise ValueError(f"{what} {text.strip()!r} must be a finite number >= 0")
+    return float(value)
 
 
 def parse_progress(text: str) -> ProgressValue:
@@ -147,30 +143,6 @@ def parse_progress(text: str) -> ProgressValue:
     return ProgressValue(_number(text, "progress"))
 
 
-def _metric_value(text: str) -> float | str:
-    text = text.strip()
-    if _NUMBER.fullmatch(text) is not None:
-        number = float(text)
-        if math.isfinite(number):
-            return int(number) if number.is_integer() and "." not in text else number
-    return text
-
-
-def parse_metrics(text: str) -> list[tuple[str, float | str]]:
-    """Parse ``rows=1200, errors=3`` into (label, value) pairs; numbers become numbers."""
-    pairs: list[tuple[str, float | str]] = []
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        label, sep, value = item.partition("=")
-        if not sep or not label.strip() or not value.strip():
-            raise ValueError(f"metric {item.strip()!r} must look like label=value")
-        pairs.append((label.strip(), _metric_value(value)))
-    if not pairs:
-        raise ValueError("::metric:: needs label=value")
-    return pairs
-
-
 class MarkerHandler:
     """Applies markers to a running activity; safe to call from several reader threads.
 
@@ -190,6 +162,8 @@ class MarkerHandler:
         subtitle: str | None = None,
     ) -> None:
         self._la = activity
+        # The type never changes: read once, not by rendering a state per marker.
+        self._kind = activity._lane.state.kind
         self._lock = threading.Lock()
         self._step_names = step_names or []
         self._step = 0
@@ -224,8 +198,8 @@ class MarkerHandler:
             marker.kind.value,
         )
 
-    def _subtitle(self) -> str | None:
-        parts = [p for p in (self._label, self._progress_text, self._metrics_text) if p]
+    def _note(self) -> str | None:
+        parts = [p for p in (self._progress_text, self._metrics_text) if p]
         return " · ".join(parts) if parts else None
 
     def _on_step(self, name: str) -> None:
@@ -235,26 +209,26 @@ class MarkerHandler:
         self._la.step(name or None)
         self._label = name or None
         self._progress_text = None
-        # step() falls back to an earlier subtitle when unnamed; say exactly what to show.
-        self._la.update(subtitle=self._subtitle())
+        if self._metrics_text:
+            self._la._note(self._note())
 
     def _on_progress(self, text: str) -> None:
         value = parse_progress(text)
-        if self._la.state.type is ActivityType.PROGRESS:
+        if self._kind is ActivityType.PROGRESS:
             if value.percent:
                 self._la.percentage(value.done)
             else:
                 self._la.progress(value.done, value.total)
             return
         self._progress_text = value.shown()
-        self._la.update(subtitle=self._subtitle())
+        self._la._note(self._note())
 
     def _on_metric(self, text: str) -> None:
         merged = dict(self._metrics)
         merged.update(parse_metrics(text))
         if len(merged) > _MAX_METRICS:
             raise ValueError(f"at most {_MAX_METRICS} metrics can be shown")
-        if self._la.state.type in (ActivityType.METRICS, ActivityType.STATS):
+        if self._kind in (ActivityType.METRICS, ActivityType.STATS):
             metrics = (Metric(label=label, value=value) for label, value in merged.items())
             self._la.metrics(*metrics)
         else:
@@ -263,5 +237,5 @@ class MarkerHandler:
                 f"{label} {value:,}" if isinstance(value, int | float) else f"{label} {value}"
                 for label, value in merged.items()
             )
-            self._la.update(subtitle=self._subtitle())
+            self._la._note(self._note())
         self._metrics = merged

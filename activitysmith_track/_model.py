@@ -22,7 +22,6 @@ import copy
 import enum
 import hashlib
 import json
-import math
 import numbers
 import re
 import unicodedata
@@ -32,6 +31,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import attrs
 
+from activitysmith_track._checks import (
+    MAX_TEXT,
+    check_count,
+    check_flag,
+    check_number,
+    check_text,
+    refuse,
+    show,
+)
 from activitysmith_track._errors import ArgumentTypeError, ValidationError
 
 if TYPE_CHECKING:
@@ -118,6 +126,10 @@ _MAX_METADATA_TEXT = 4000
 # say which serialization the server measures, compact is the most lenient reading).
 _MAX_METADATA_BYTES = 16 * 1024
 _MAX_STREAM_KEY = 255
+# Not in the contract (see MAX_TEXT for titles and subtitles): an alert's message may be longer
+# than a title, and a button's URL as long as browsers take.
+_MAX_MESSAGE = 1024
+_MAX_URL = 2048
 _STREAM_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _NOT_KEY_CHARS = re.compile(r"[^a-z0-9_]+")
 _HASH_CHARS = 10
@@ -132,14 +144,8 @@ _A = TypeVar("_A", bound=attrs.AttrsInstance)
 # --- small helpers -------------------------------------------------------------------------
 
 
-def _show(value: object) -> str:
-    text = repr(value.value if isinstance(value, enum.Enum) else value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _refuse(field: str, value: object, requirement: str) -> ValidationError:
-    """A ValidationError reading like ``percentage (120) must be between 0 and 100``."""
-    return ValidationError(field, f"({_show(value)}) {requirement}", value)
+_show = show
+_refuse = refuse
 
 
 def _name(inst: object, attribute: attrs.Attribute[Any]) -> str:
@@ -273,30 +279,21 @@ def _to_alert(value: Mapping[str, str] | None) -> Any:
 # --- validators: plain functions or closures made once at class definition ---------------------
 
 
-def _text(*, min_len: int = 0, max_len: int | None = None, optional: bool = False) -> _Validator:
+def _text(
+    *, min_len: int = 0, max_len: int | None = MAX_TEXT, optional: bool = False
+) -> _Validator:
     def check(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is None and optional:
             return
-        name = _name(inst, attribute)
-        if not isinstance(value, str):
-            raise ArgumentTypeError(name, "a str", value)
-        if len(value) < min_len:
-            raise _refuse(name, value, "must not be empty")
-        if max_len is not None and len(value) > max_len:
-            raise _refuse(name, value, f"must be at most {max_len} characters long")
+        check_text(_name(inst, attribute), value, empty=min_len == 0, max_len=max_len)
 
     return check
 
 
 def _int(*, minimum: int) -> _Validator:
     def check(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is None:
-            return
-        name = _name(inst, attribute)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ArgumentTypeError(name, "an int", value)
-        if value < minimum:
-            raise _refuse(name, value, f"must be >= {minimum}")
+        if value is not None:
+            check_count(_name(inst, attribute), value, minimum=minimum)
 
     return check
 
@@ -306,24 +303,17 @@ def _number(*, low: float, high: float | None = None, low_open: bool = False) ->
         if value is None:
             return
         name = _name(inst, attribute)
-        if not _is_number(value):
-            raise ArgumentTypeError(name, "an int or float", value)
-        assert isinstance(value, (int, float))
-        if not math.isfinite(value):
-            raise _refuse(name, value, "must be a finite number")
-        if high is not None and not low <= value <= high:
-            raise _refuse(name, value, f"must be between {low:g} and {high:g}")
-        if low_open and value <= low:
-            raise _refuse(name, value, f"must be > {low:g}")
-        if not low_open and value < low:
-            raise _refuse(name, value, f"must be >= {low:g}")
+        if low_open:
+            check_number(name, value, above=low, maximum=high)
+        else:
+            check_number(name, value, minimum=low, maximum=high)
 
     return check
 
 
 def _flag(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise ArgumentTypeError(_name(inst, attribute), "a bool", value)
+    if value is not None:
+        check_flag(_name(inst, attribute), value)
 
 
 def _member(cls: type[enum.Enum], *, optional: bool = True) -> _Validator:
@@ -352,14 +342,15 @@ def _instance(cls: type[Any], expected: str, *, optional: bool = True) -> _Valid
 def _readout(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     # The big readout of the value type: any str (formatting kept) or a finite number; the API
     # sets no length or sign rule here, unlike metric values.
-    if value is None or isinstance(value, str):
+    if value is None:
         return
     name = _name(inst, attribute)
-    if not _is_number(value):
+    if isinstance(value, str):
+        check_text(name, value, empty=True)
+    elif _is_number(value):
+        check_number(name, value)
+    else:
         raise ArgumentTypeError(name, "a str, int or float", value)
-    assert isinstance(value, (int, float))
-    if not math.isfinite(value):
-        raise _refuse(name, value, "must be a finite number")
 
 
 def _metric_value(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -367,12 +358,12 @@ def _metric_value(inst: object, attribute: attrs.Attribute[Any], value: object) 
     if isinstance(value, str):
         if not 1 <= len(value) <= _MAX_METRIC_TEXT:
             raise _refuse(name, value, f"must be 1 to {_MAX_METRIC_TEXT} characters long")
+        check_text(name, value)
         return
     if not _is_number(value):
         raise ArgumentTypeError(name, "a str, int or float", value)
+    check_number(name, value)
     assert isinstance(value, (int, float))
-    if not math.isfinite(value):
-        raise _refuse(name, value, "must be a finite number")
     if value < 0:
         raise _refuse(
             name, value, f"must be >= 0; pass a negative number as a string, e.g. {str(value)!r}"
@@ -568,7 +559,7 @@ class Action:
     type: ActionType = attrs.field(
         converter=_to_action_type, validator=_member(ActionType, optional=False)
     )
-    url: str = attrs.field(validator=_text(min_len=1))
+    url: str = attrs.field(validator=_text(min_len=1, max_len=_MAX_URL))
     method: Literal["GET", "POST"] | None = attrs.field(default=None, converter=_to_method)
     body: Mapping[str, Any] | None = attrs.field(default=None, converter=_to_json_object)
 
@@ -679,7 +670,9 @@ class ContentState:
     metrics: tuple[Metric, ...] | None = attrs.field(
         default=None, converter=_to_metrics, validator=_metric_count
     )
-    message: str | None = attrs.field(default=None, validator=_text(min_len=1, optional=True))
+    message: str | None = attrs.field(
+        default=None, validator=_text(min_len=1, max_len=_MAX_MESSAGE, optional=True)
+    )
     icon: Icon | None = attrs.field(
         default=None, converter=_to_icon, validator=_instance(Icon, "an Icon or a mapping")
     )
@@ -816,6 +809,7 @@ def _channels(inst: object, attribute: attrs.Attribute[Any], value: object) -> N
         # The API says "slugs" without a grammar; refuse only what cannot be one.
         if not slug or any(char.isspace() or char == "," for char in slug):
             raise _refuse(name, slug, "must be a channel slug (non-empty, no spaces or commas)")
+        check_text(name, slug)
 
 
 def _tags(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -829,6 +823,7 @@ def _tags(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
             raise ArgumentTypeError(name, "a str", tag)
         if not 1 <= len(tag) <= _MAX_TAG_LENGTH:
             raise _refuse(name, tag, f"must be 1 to {_MAX_TAG_LENGTH} characters long")
+        check_text(name, tag)
 
 
 def _metadata(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -848,12 +843,13 @@ def _metadata(inst: object, attribute: attrs.Attribute[Any], value: object) -> N
         name = f"metadata.{key}"
         if len(key) > _MAX_METADATA_KEY:
             raise _refuse(name, key, f"key must be at most {_MAX_METADATA_KEY} characters long")
-        if isinstance(item, (bool, str)):
-            if isinstance(item, str) and len(item) > _MAX_METADATA_TEXT:
-                raise _refuse(name, item, f"must be at most {_MAX_METADATA_TEXT} characters long")
+        check_text("metadata key", key)
+        if isinstance(item, str):
+            check_text(name, item, empty=True, max_len=_MAX_METADATA_TEXT)
+        elif isinstance(item, bool):
+            pass
         elif _is_number(item):
-            if not math.isfinite(item):
-                raise _refuse(name, item, "must be a finite number")
+            check_number(name, item)
         else:
             raise ArgumentTypeError(name, "a str, a finite number or a bool", item)
     size = len(json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False).encode())
@@ -873,8 +869,7 @@ def _alert(inst: object, attribute: attrs.Attribute[Any], value: object) -> None
     for key, item in value.items():
         if key not in ("title", "body"):
             raise ValidationError(f"alert.{key}", "is not a known field (title, body)", item)
-        if not isinstance(item, str):
-            raise ArgumentTypeError(f"alert.{key}", "a str", item)
+        check_text(f"alert.{key}", item, empty=True, max_len=_MAX_MESSAGE)
 
 
 # Unhashable (unsafe_hash=False): metadata and alert are mappings; equality is by value.

@@ -30,6 +30,7 @@ from activitysmith_track._errors import (
 from activitysmith_track._model import Operation
 
 __all__ = [
+    "RetryPlan",
     "RetryPolicy",
     "backoff_delay",
     "build_retrying",
@@ -253,17 +254,24 @@ def build_retrying(
     sleep: Callable[[float], None],
     clock: Callable[[], float],
     deadline: float | None = None,
+    persistent: bool = False,
     rand: Callable[[], float] = _jitter.random,
     on_retry_after: Callable[[float], None] | None = None,
 ) -> tenacity.Retrying:
     """A :class:`tenacity.Retrying` for one call of ``op`` under ``policy``.
 
     ``clock`` measures ``max_elapsed`` and the absolute ``deadline`` (same clock); ``sleep``
-    performs the waits. ``on_retry_after`` hears of every wait the server named (a 429's
-    Retry-After), which concerns the whole account, not only this request. The last error is
-    re-raised as itself when retrying stops.
+    performs the waits (the dispatcher drives the retrying step by step instead, see
+    :class:`RetryPlan`). ``persistent`` retries until ``deadline`` whatever the attempt count
+    and elapsed time (an end or a start must not be given up while there is time left).
+    A wait the server named (a 429's Retry-After) is not a failed attempt: it never counts
+    toward ``max_attempts`` or ``max_elapsed``, only the deadline bounds it. ``on_retry_after``
+    hears of every such wait, which concerns the whole account, not only this request. The
+    last error is re-raised as itself when retrying stops.
     """
     started = clock()
+    failures = 0  # attempts that failed other than by a wait the server named
+    server_waited = 0.0  # seconds spent in waits the server named
 
     def retry(state: tenacity.RetryCallState) -> bool:
         outcome = state.outcome
@@ -280,21 +288,28 @@ def build_retrying(
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
             return min(exc.retry_after, policy.max_retry_after)
-        return backoff_delay(policy, state.attempt_number, rand=rand)
+        return backoff_delay(policy, failures, rand=rand)
 
     def stop(state: tenacity.RetryCallState) -> bool:
         # tenacity computes the wait before asking stop, so upcoming_sleep is the wait that
         # would follow: a retry is started only if it can begin within every bound.
-        if state.attempt_number >= policy.max_attempts:
-            return True
         resume_at = clock() + state.upcoming_sleep
-        # A wait the server named is bounded by max_retry_after, not by max_elapsed: giving
-        # up would drop the state it asked us to hold back.
-        if resume_at - started > policy.max_elapsed and not server_named(state):
+        if deadline is not None and resume_at > deadline:
             return True
-        return deadline is not None and resume_at > deadline
+        if persistent or server_named(state):
+            return False
+        if failures >= policy.max_attempts:
+            return True
+        return resume_at - started - server_waited > policy.max_elapsed
+
+    def count(state: tenacity.RetryCallState) -> None:
+        # Runs first after each attempt (as tenacity's "after" hook), before wait and stop.
+        nonlocal failures
+        if not server_named(state):
+            failures += 1
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
+        nonlocal server_waited
         exc = state.outcome.exception() if state.outcome is not None else None
         logger.debug(
             "%s failed on attempt %d (%s); retrying in %.3f s",
@@ -303,8 +318,10 @@ def build_retrying(
             type(exc).__name__,
             state.upcoming_sleep,
         )
-        if on_retry_after is not None and server_named(state):
-            on_retry_after(float(state.upcoming_sleep))
+        if server_named(state):
+            server_waited += float(state.upcoming_sleep)
+            if on_retry_after is not None:
+                on_retry_after(float(state.upcoming_sleep))
 
     def do_sleep(seconds: float) -> None:
         # tenacity hands over a float subclass; pass a plain float on.
@@ -315,6 +332,42 @@ def build_retrying(
         stop=stop,
         wait=wait,
         retry=retry,
+        after=count,
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+class RetryPlan:
+    """One request's retrying, driven a step at a time by the dispatcher instead of sleeping.
+
+    The same tenacity rules as a blocking :class:`~activitysmith_track.Client` call: after each
+    attempt, :meth:`failed` says in how many seconds to try again, or re-raises the error when
+    retrying stops. Nothing waits here, so no thread is held by a backoff.
+    """
+
+    __slots__ = ("_retrying", "_state")
+
+    def __init__(self, retrying: tenacity.Retrying) -> None:
+        self._retrying = retrying
+        self._state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+        retrying.begin()
+        first = retrying.iter(self._state)
+        assert isinstance(first, tenacity.DoAttempt)
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt about to be made (1 for the first)."""
+        return self._state.attempt_number
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failed attempt; the seconds to wait before the next one, or re-raise ``exc``
+        (or the error retrying stopped on) when there will be none."""
+        self._state.set_exception((type(exc), exc, exc.__traceback__))
+        do = self._retrying.iter(self._state)
+        if isinstance(do, tenacity.DoSleep):
+            self._state.prepare_for_next_attempt()
+            again = self._retrying.iter(self._state)
+            assert isinstance(again, tenacity.DoAttempt)
+            return float(do)
+        raise exc  # pragma: no cover - reraise=True makes tenacity raise in iter() already
