@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-open", action="store_true", help="serve until Ctrl-C afterwards")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with Emulator() as emu:
+    with Emulator(fast=True) as emu:
         os.environ["ACTIVITYSMITH_BASE_URL"] = emu.base_url
         os.environ["ACTIVITYSMITH_TRACK_DEBOUNCE"] = "0"
         os.environ.pop("ACTIVITYSMITH_API_KEY", None)

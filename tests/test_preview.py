@@ -40,7 +40,8 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(KEY) as emulator:
+    # The page is not about the account's limits; tests start many activities on one emulator.
+    with Emulator(KEY, fast=True) as emulator:
         yield emulator
 
 
@@ -228,7 +229,7 @@ def test_page_references_no_remote_resources(emu: Emulator) -> None:
 @pytest.fixture
 def clocked() -> Iterator[tuple[Emulator, FakeClock]]:
     clock = FakeClock()
-    with Emulator(KEY, clock=clock) as emulator:
+    with Emulator(KEY, clock=clock, fast=True) as emulator:
         yield emulator, clock
 
 
@@ -242,6 +243,7 @@ def test_countdown_elapses_pauses_resumes_and_freezes_at_the_end(
     assert only_activity(page_state(emu))["timer"] == {
         "elapsed": 30.0,
         "running": True,
+        "ended": False,
         "counts_down": True,
         "duration": 600,
     }
@@ -253,7 +255,7 @@ def test_countdown_elapses_pauses_resumes_and_freezes_at_the_end(
     delete(emu, "t")
     clock.now += 50  # ended: frozen
     timer = only_activity(page_state(emu))["timer"]
-    assert (timer["elapsed"], timer["running"]) == (35.0, False)
+    assert (timer["elapsed"], timer["running"], timer["ended"]) == (35.0, False, True)
 
 
 def test_sending_duration_restarts_the_window(clocked: tuple[Emulator, FakeClock]) -> None:
@@ -271,7 +273,13 @@ def test_count_up_timer_has_no_duration(clocked: tuple[Emulator, FakeClock]) -> 
     put(emu, "t", {"title": "Job", "type": "timer", "counts_down": False})
     clock.now += 42
     timer = only_activity(page_state(emu))["timer"]
-    assert timer == {"elapsed": 42.0, "running": True, "counts_down": False, "duration": None}
+    assert timer == {
+        "elapsed": 42.0,
+        "running": True,
+        "ended": False,
+        "counts_down": False,
+        "duration": None,
+    }
 
 
 @pytest.mark.parametrize(

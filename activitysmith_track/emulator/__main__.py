@@ -7,37 +7,28 @@ it holds as a lock-screen card and follows them live.
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
 
-from activitysmith_track.emulator._emulator import Emulator
+from activitysmith_track.emulator._console import format_request
+from activitysmith_track.emulator._emulator import (
+    MAX_LIVE_ACTIVITIES,
+    REQUESTS_PER_MINUTE,
+    Emulator,
+)
 from activitysmith_track.emulator._state import RecordedRequest
 
-_SUMMARY_LENGTH = 80
+__all__ = ["format_request", "main"]
 
 
-def _summary(response: Any) -> str:
-    if isinstance(response, dict):
-        for key in ("operation", "message", "error"):
-            if isinstance(response.get(key), str):
-                text = f"{key}={response[key]}"
-                break
-        else:
-            text = json.dumps(response, separators=(",", ":"))
-    else:
-        text = "" if response is None else str(response)
-    return text if len(text) <= _SUMMARY_LENGTH else text[: _SUMMARY_LENGTH - 3] + "..."
-
-
-def format_request(request: RecordedRequest) -> str:
-    """One log line: method, path, status (or the fault that kept the answer), summary."""
-    status = "-" if request.status is None else str(request.status)
-    fault = f" [fault: {request.fault}]" if request.fault else ""
-    return f"{request.method} {request.path} -> {status}{fault} {_summary(request.response)}"
+def _limit(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 for no limit), not {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,12 +45,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-live-activities",
-        type=int,
-        default=None,
-        help="answer 429 'Live Activity limit reached' beyond this many live activities",
+        type=_limit,
+        default=MAX_LIVE_ACTIVITIES,
+        metavar="N",
+        help="answer 429 'Live Activity limit reached' beyond N live activities; 0 for no "
+        f"limit ({MAX_LIVE_ACTIVITIES}, the account's limit)",
+    )
+    parser.add_argument(
+        "--requests-per-minute",
+        type=_limit,
+        default=REQUESTS_PER_MINUTE,
+        metavar="N",
+        help="answer 429 'rate_limited' with Retry-After beyond N requests a minute per API "
+        f"key; 0 for no limit ({REQUESTS_PER_MINUTE}, the public Rate Limits page's figure)",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="no capacity limit and no request budget (for test runs, not like production)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not print a line per request")
     return parser
+
+
+def _limits(emulator: Emulator) -> str:
+    capacity = emulator.max_live_activities
+    budget = emulator.requests_per_minute
+    words = [
+        "no capacity limit" if capacity is None else f"{capacity} live activities at once",
+        "no request budget" if budget is None else f"{budget} requests a minute per key",
+    ]
+    return ", ".join(words) + ("" if capacity and budget else " (not like production)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,11 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(request: RecordedRequest) -> None:
         print(format_request(request), flush=True)
 
+    # The lines use "·" and "…"; a console that cannot print them gets escapes, not a crash.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
     emulator = Emulator(
         args.api_key,
         host=args.host,
         port=args.port,
-        max_live_activities=args.max_live_activities,
+        max_live_activities=None if args.fast else (args.max_live_activities or None),
+        requests_per_minute=None if args.fast else (args.requests_per_minute or None),
         on_request=None if args.quiet else show,
     )
     try:
@@ -86,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ActivitySmith emulator listening on {emulator.base_url}", flush=True)
     # On stderr, so stdout stays "listening on <base URL>" then one line per request.
     print(f"Preview page: {emulator.url}", file=sys.stderr, flush=True)
+    print(f"Limits: {_limits(emulator)}", file=sys.stderr, flush=True)
     try:
         while not done.wait(0.5):
             pass
