@@ -71,11 +71,13 @@ def _parser() -> argparse.ArgumentParser:
 def _limits(emulator: Emulator) -> str:
     capacity = emulator.max_live_activities
     budget = emulator.requests_per_minute
-    words = [
-        "no capacity limit" if capacity is None else f"{capacity} live activities at once",
-        "no request budget" if budget is None else f"{budget} requests a minute per key",
-    ]
-    return ", ".join(words) + ("" if capacity and budget else " (not like production)")
+    if capacity is None:
+        words = ["no capacity limit"]
+    else:
+        words = [f"{capacity} live {'activity' if capacity == 1 else 'activities'} at once"]
+    words.append("no request budget" if budget is None else f"{budget} requests a minute per key")
+    production = (capacity, budget) == (MAX_LIVE_ACTIVITIES, REQUESTS_PER_MINUTE)
+    return ", ".join(words) + ("" if production else " (not like production)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

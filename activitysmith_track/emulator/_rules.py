@@ -330,7 +330,12 @@ def default_error_body(status: int) -> dict[str, Any]:
 
 # -- checking --------------------------------------------------------------------------------
 
-ASSUMPTION = "emulator assumption: the contract is silent here"
+
+def _assumption(why: str) -> str:
+    """The words a refusal on an assumption ends with, so nobody takes it for documented."""
+    return f"(an emulator assumption, the contract being silent: {why})"
+
+
 _TARGETING = "Invalid channel targeting"
 
 
@@ -363,8 +368,11 @@ def _string(value: Any, field: str, *, min_len: int = 0, max_len: int | None = N
     if not isinstance(value, str):
         raise RuleError(field, f"must be a string, got {_shown(value)}")
     if len(value) < min_len or (max_len is not None and len(value) > max_len):
-        span = f"at least {min_len}" if max_len is None else f"{min_len} to {max_len}"
-        raise RuleError(field, f"must be {span} characters long, got {len(value)}")
+        if max_len is None:
+            rule = "must not be empty" if min_len == 1 else f"needs {min_len}+ characters"
+        else:
+            rule = f"must be {min_len} to {max_len} characters long"
+        raise RuleError(field, f"{rule}, got {len(value)} characters")
 
 
 def _integer(value: Any, field: str, *, minimum: int) -> None:
@@ -412,8 +420,11 @@ def _object(
         raise RuleError(
             "",
             f"{names} {'is' if len(unknown) == 1 else 'are'} not accepted here "
-            f"(allowed: {', '.join(sorted(allowed))}; {ASSUMPTION}: unknown keys are "
-            "refused because the docs mark request objects additionalProperties: false)",
+            f"(allowed: {', '.join(sorted(allowed))}) "
+            + _assumption(
+                "unknown keys are refused because the docs mark request objects "
+                "additionalProperties: false"
+            ),
             error=error,
         )
     missing = sorted(required - set(value))
@@ -556,8 +567,8 @@ def _slugs(value: Any, field: str) -> list[str]:
             # Assumption: a slug is a non-empty string (no source gives its format).
             raise RuleError(
                 f"{field}[{index}]",
-                f"must be a non-empty channel slug, got {_shown(slug)} ({ASSUMPTION}: slugs "
-                "are taken to be non-empty strings)",
+                f"must be a non-empty channel slug, got {_shown(slug)} "
+                + _assumption("slugs are taken to be non-empty strings"),
                 error=_TARGETING,
             )
     return value
@@ -653,6 +664,10 @@ def _holds(condition: str, state: Mapping[str, Any]) -> bool:
     return field in state and state[field] == json.loads(expected)
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _describe(requirement: Requirement) -> str:
     def one(alternative: tuple[str, ...]) -> str:
         words = [c.replace("=", ": ") for c in alternative]
@@ -732,7 +747,7 @@ def _check_type(
     if requirement and not any(all(_holds(c, sent) for c in alt) for alt in requirement):
         raise RuleError(
             "content_state",
-            f"of a {kind} activity needs {_describe(requirement)} on {phase}",
+            f"of {_article(kind)} {kind} activity needs {_describe(requirement)} on {phase}",
         )
     if kind == "segmented_progress" and "current_step" in sent:
         steps = sent.get("number_of_steps", earlier.get("number_of_steps"))
@@ -745,7 +760,7 @@ def _check_type(
             if "number_of_steps" not in sent:
                 # Assumption: the schema bounds current_step by a number_of_steps sent with
                 # it; the activity's current count is assumed to bound it too.
-                rule += f" ({ASSUMPTION}: the activity's step count is taken as the bound)"
+                rule += " " + _assumption("the activity's step count is taken as the bound")
             raise RuleError("content_state.current_step", rule)
         colors = sent.get("step_colors")
         if isinstance(colors, list) and len(colors) != sent["current_step"]:
@@ -760,8 +775,8 @@ def _check_type(
         raise RuleError(
             "content_state.value",
             f"of a progress activity must be a number when no percentage is sent, got "
-            f"{_shown(sent['value'])} ({ASSUMPTION}: the schema takes a string, but "
-            "progress needs a number to divide by upper_limit)",
+            f"{_shown(sent['value'])} "
+            + _assumption("the schema takes a string, but progress divides value by upper_limit"),
         )
     if kind == "progress" and "percentage" in sent and isinstance(sent.get("value"), str):
         notes.append("content_state.value is a string; percentage wins, so it is not drawn")
