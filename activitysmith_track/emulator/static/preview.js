@@ -68,6 +68,30 @@
     return value.toLocaleString("en-US", { maximumFractionDigits: 2 });
   }
 
+  // A span for a number or readout that fit() may let wrap after a group separator.
+  function numberNode(cls, text) {
+    return el("span", { class: `${cls} breakable`, text: String(text) });
+  }
+
+  // Offer line breaks after group separators ("120,000," then "000") with <wbr>, so a value
+  // that must wrap does not split between two digits. Only while wrapping: Chromium honours
+  // <wbr> even under white-space: nowrap.
+  function allowBreaks(node, allowed) {
+    for (const span of node.querySelectorAll(".breakable")) {
+      const text = span.textContent;
+      if (!allowed) {
+        span.textContent = text;
+        continue;
+      }
+      const parts = text.split(/(?<=[,\s])/);
+      span.replaceChildren();
+      parts.forEach((part, index) => {
+        span.append(part);
+        if (index < parts.length - 1) span.append(el("wbr"));
+      });
+    }
+  }
+
   function formatDuration(seconds) {
     const whole = Math.max(0, Math.floor(seconds));
     const h = Math.floor(whole / 3600);
@@ -174,7 +198,7 @@
       const value = el(
         "div",
         { class: "metric-value fit", title: full, style: kind === "metrics" ? { color } : null },
-        el("span", { class: "metric-number", text: formatNumber(item.value) }),
+        numberNode("metric-number", formatNumber(item.value)),
         item.unit ? el("span", { class: "metric-unit", text: item.unit }) : null,
       );
       grid.append(
@@ -249,10 +273,9 @@
         return el("div", { class: "widget widget-value" },
           el("div", {
             class: "value-readout fit",
-            text,
             title: text,
             style: { color: colorOf(state.color) },
-          }));
+          }, numberNode("value-text", text)));
       }
       default:
         return null;
@@ -420,20 +443,24 @@
 
   // -- making values fit ---------------------------------------------------------------------
 
-  const FIT_MIN_PX = 11;
+  const FIT_MIN_PX = 9;
 
   // A value too wide for its box shrinks, one pixel at a time, down to FIT_MIN_PX; if it is
   // still too wide it wraps. It is never cut: the full value also shows on hover (title).
   function fit(node) {
     node.style.fontSize = "";
     node.classList.remove("wrapped");
+    allowBreaks(node, false);
     if (node.scrollWidth <= node.clientWidth) return;
     let size = parseFloat(getComputedStyle(node).fontSize);
     while (size > FIT_MIN_PX && node.scrollWidth > node.clientWidth) {
       size -= 1;
       node.style.fontSize = `${size}px`;
     }
-    if (node.scrollWidth > node.clientWidth) node.classList.add("wrapped");
+    if (node.scrollWidth > node.clientWidth) {
+      node.classList.add("wrapped");
+      allowBreaks(node, true);
+    }
   }
 
   function formatAgo(seconds) {
