@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,6 +111,29 @@ def test_public_surface_is_exactly_the_documented_names() -> None:
         "HistoryEntry",
         "RecordedRequest",
     ]
+
+
+def test_the_emulator_imports_nothing_of_the_library_it_checks() -> None:
+    """Its rules come from the contract, so it must not lean on the library's model (or
+    anything else of the library): only the standard library, attrs and itself."""
+    package = Path(emulator_module.__file__).parent
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text(), str(source))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                allowed = name.startswith("activitysmith_track.emulator") or top in {
+                    "__future__",
+                    "attrs",
+                    *sys.stdlib_module_names,
+                }
+                assert allowed, f"{source.name} imports {name}"
 
 
 def test_urls_point_at_the_bound_port(emu: Emulator) -> None:
