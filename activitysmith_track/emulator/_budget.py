@@ -36,6 +36,8 @@ class Spend:
     allowed: bool
     remaining: int
     reset_in: float
+    #: Whole seconds to wait when refused (the ``Retry-After`` value), else ``None``.
+    retry_after: int | None
     headers: tuple[tuple[str, str], ...]
 
 
@@ -69,11 +71,6 @@ class RequestBudget:
                 window.count += 1
             remaining = self.limit - window.count
             reset_in = max(0.0, window.opened + self.window - now)
-        return Spend(allowed, remaining, reset_in, self._headers(remaining, reset_in, allowed))
-
-    def _headers(
-        self, remaining: int, reset_in: float, allowed: bool
-    ) -> tuple[tuple[str, str], ...]:
         seconds = max(1, math.ceil(reset_in))
         headers = [
             ("RateLimit-Policy", f'"{POLICY}";q={self.limit};w={self.window:g}'),
@@ -81,7 +78,7 @@ class RequestBudget:
         ]
         if not allowed:
             headers.append(("Retry-After", str(seconds)))
-        return tuple(headers)
+        return Spend(allowed, remaining, reset_in, None if allowed else seconds, tuple(headers))
 
     def reset(self) -> None:
         with self._lock:

@@ -22,6 +22,21 @@ How to read it:
 
 :func:`check_request` applies all of it to one request and returns the notes, or raises
 :class:`RuleError`, which carries the 400 body.
+
+The assumptions, at a glance (each is marked where it is applied):
+
+- refused, saying so: unknown keys (the docs mark request objects ``additionalProperties:
+  false``); an empty channel slug; a ``current_step`` above the activity's ``number_of_steps``
+  when the request sends no count; a string ``value`` on progress with no ``percentage``;
+- accepted with a note: unknown keys inside a button (the SDK's model keeps them); ``body`` on
+  an ``open_url`` button; ``badge`` or ``secondary_action`` on a type that does not show them;
+  ``upper_limit`` or ``duration_seconds`` of 0 or less (the older docs said > 0, SDK 1.14.0
+  does not); ``step_colors`` not as long as ``current_step``; a string ``value`` on progress
+  beside a ``percentage``; a changed ``type``; ``auto_dismiss_*`` on a PUT;
+- accepted silently: an integral float where an integer is asked for (JSON has one number
+  type); ``channels`` and ``target.channels`` that match as sets, in any order; ``method`` on
+  an ``open_url`` button (the SDK always sends it); no ``metrics`` on the end of metrics and
+  stats (the docs call them optional there).
 """
 
 from __future__ import annotations

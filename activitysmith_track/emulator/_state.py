@@ -347,7 +347,7 @@ class EmulatorState:
                 if not spend.allowed:
                     message = (
                         f"Too many requests: {self.budget.limit} per {self.budget.window:g} s "
-                        f"for this account; retry in {spend.headers[-1][1]} s"
+                        f"for this account; retry in {spend.retry_after} s"
                     )
                     return Answer(429, _rules.rate_limited_body(message), budget_headers)
             ctx = _Context(f"{method} {path}", body, fault, now)
@@ -568,6 +568,8 @@ class EmulatorState:
 
     def _put(self, request: dict[str, Any], key: str, ctx: _Context) -> Answer:
         current = self._stream_activity(key)
+        # Assumption: a paused stream answers "paused" before the request is checked (it
+        # changes nothing either way).
         if key in self.paused:
             answer = Answer(
                 200,
