@@ -1071,11 +1071,18 @@ def test_command_line_limit_flags(args: tuple[str, ...], codes: list[int], limit
         assert _put_codes(base_url, len(codes)) == codes
 
 
-def test_command_line_refuses_a_negative_limit() -> None:
-    command = [sys.executable, "-m", "activitysmith_track.emulator", "--requests-per-minute", "-1"]
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--requests-per-minute", "-1"), "must be >= 0 (0 for no limit)"),
+        (("--fast", "--max-live-activities", "2"), "--fast turns both limits off"),
+    ],
+)
+def test_command_line_refuses_contradicting_limits(args: tuple[str, ...], message: str) -> None:
+    command = [sys.executable, "-m", "activitysmith_track.emulator", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
-    assert "must be >= 0 (0 for no limit)" in result.stderr
+    assert message in result.stderr
 
 
 def _lines(emu: Emulator) -> list[str]:

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-live-activities",
         type=_limit,
-        default=MAX_LIVE_ACTIVITIES,
+        default=None,
         metavar="N",
         help="answer 429 'Live Activity limit reached' beyond N live activities; 0 for no "
         f"limit ({MAX_LIVE_ACTIVITIES}, the account's limit)",
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--requests-per-minute",
         type=_limit,
-        default=REQUESTS_PER_MINUTE,
+        default=None,
         metavar="N",
         help="answer 429 'rate_limited' with Retry-After beyond N requests a minute per API "
         f"key; 0 for no limit ({REQUESTS_PER_MINUTE}, the public Rate Limits page's figure)",
@@ -80,8 +80,32 @@ def _limits(emulator: Emulator) -> str:
     return ", ".join(words) + ("" if production else " (not like production)")
 
 
+def _limits_wanted(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[int | None, int | None]:
+    """(max_live_activities, requests_per_minute) for the Emulator; 0 on the command line
+    means no limit."""
+    given = [
+        flag
+        for flag, value in (
+            ("--max-live-activities", args.max_live_activities),
+            ("--requests-per-minute", args.requests_per_minute),
+        )
+        if value is not None
+    ]
+    if args.fast:
+        if given:
+            parser.error(f"--fast turns both limits off; leave out {' and '.join(given)}")
+        return None, None
+    capacity = MAX_LIVE_ACTIVITIES if args.max_live_activities is None else args.max_live_activities
+    budget = REQUESTS_PER_MINUTE if args.requests_per_minute is None else args.requests_per_minute
+    return capacity or None, budget or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    capacity, budget = _limits_wanted(parser, args)
 
     def show(request: RecordedRequest) -> None:
         print(format_request(request), flush=True)
@@ -94,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.api_key,
         host=args.host,
         port=args.port,
-        max_live_activities=None if args.fast else (args.max_live_activities or None),
-        requests_per_minute=None if args.fast else (args.requests_per_minute or None),
+        max_live_activities=capacity,
+        requests_per_minute=budget,
         on_request=None if args.quiet else show,
     )
     try:
