@@ -11,13 +11,21 @@ points the library at it through the environment, so code under test needs no ch
         (activity,) = emu.activities.values()
         assert activity.status == "ended"
 
+The emulator has the account's production limits by default (4 live activities at once, 60
+requests a minute), so a test sees the 429s the service would give. A suite that starts many
+activities, or is not about limits, passes ``fast=True`` to turn both off.
+
 With pytest, wrap :func:`emulator_fixture` in a fixture of your own (pytest itself is not a
 dependency of this library)::
 
     import pytest
     from activitysmith_track.testing import emulator_fixture
 
-    emulator = pytest.fixture(emulator_fixture)
+    emulator = pytest.fixture(emulator_fixture)          # production limits
+
+    @pytest.fixture
+    def fast_emulator():                                 # no limits
+        yield from emulator_fixture(fast=True)
 
     def test_something(emulator):
         ...
@@ -41,14 +49,19 @@ _TEST_KEY = "ask_test_emulator"
 
 
 @contextmanager
-def running_emulator(*, set_env: bool = True, **options: Any) -> Iterator[Emulator]:
+def running_emulator(
+    *, set_env: bool = True, fast: bool = False, **options: Any
+) -> Iterator[Emulator]:
     """Run an emulator for the duration of the block and yield it.
 
-    ``options`` go to :class:`~activitysmith_track.emulator.Emulator`. With ``set_env`` (the
-    default) ``ACTIVITYSMITH_BASE_URL`` points at the emulator and ``ACTIVITYSMITH_API_KEY`` is
-    set to the emulator's key (a dummy one when it takes any), both restored afterwards.
+    ``fast=True`` turns off the capacity limit and the request budget (both on by default,
+    as on the service). Other ``options`` go to :class:`~activitysmith_track.emulator.Emulator`
+    (``max_live_activities=2``, ``requests_per_minute=None``, ``api_key=...``). With
+    ``set_env`` (the default) ``ACTIVITYSMITH_BASE_URL`` points at the emulator and
+    ``ACTIVITYSMITH_API_KEY`` is set to the emulator's key (a dummy one when it takes any),
+    both restored afterwards.
     """
-    with Emulator(**options) as emu:
+    with Emulator(fast=fast, **options) as emu:
         if not set_env:
             yield emu
             return
@@ -65,12 +78,20 @@ def running_emulator(*, set_env: bool = True, **options: Any) -> Iterator[Emulat
                     os.environ[name] = value
 
 
-def emulator_fixture() -> Iterator[Emulator]:
+def emulator_fixture(*, fast: bool = False, **options: Any) -> Iterator[Emulator]:
     """A generator to wrap with ``pytest.fixture``: yields a running emulator, env pointed at it.
 
-    Use ``pytest.fixture(emulator_fixture)`` for a per-test emulator, or
-    ``pytest.fixture(scope="module")(emulator_fixture)`` and call ``emulator.reset()`` between
-    tests for a faster shared one.
+    ``pytest.fixture(emulator_fixture)`` gives a per-test emulator with production limits.
+    For one without limits, write a fixture that delegates (pytest ignores parameters that
+    have defaults, so they stay yours)::
+
+        @pytest.fixture
+        def emulator():
+            yield from emulator_fixture(fast=True)
+
+    ``pytest.fixture(scope="module")(emulator_fixture)`` and ``emulator.reset()`` between
+    tests give a faster shared one; ``options`` go to the emulator as in
+    :func:`running_emulator`.
     """
-    with running_emulator() as emu:
+    with running_emulator(fast=fast, **options) as emu:
         yield emu

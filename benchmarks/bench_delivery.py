@@ -115,7 +115,7 @@ def pct(values: list[float], q: float) -> float:
 @contextmanager
 def emulator(latency: float = 0.0) -> Iterator[Emulator]:
     """An emulator the library is pointed at through ACTIVITYSMITH_BASE_URL."""
-    emu = Emulator().start()
+    emu = Emulator(fast=True).start()
     emu.latency = latency
     os.environ["ACTIVITYSMITH_BASE_URL"] = emu.base_url
     try:

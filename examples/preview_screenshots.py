@@ -6,8 +6,8 @@ Run it from the repository root (needs Debian's ``chromium`` and ``chromium-driv
     python examples/preview_screenshots.py            # writes docs/preview*.png
 
 It starts an emulator, drives a few activities with the library itself (one per widget
-type), opens the preview page in a headless browser and saves the whole page plus one
-picture per card.
+type, and one left without updates for 20 minutes, which the page marks stale), opens the
+preview page in a headless browser and saves the whole page plus one picture per card.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,11 +68,34 @@ def headless_chromium(width: int = WIDTH, height: int = 900) -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def drive_activities(base_url: str) -> list[LiveActivity]:
-    """One activity per widget type, left live (or ended) at a telling moment.
+class ShiftedClock:
+    """Wall time, shifted by ``offset`` seconds: lets one card be "last updated" long ago."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def drive_activities(base_url: str, clock: ShiftedClock) -> list[LiveActivity]:
+    """One activity per widget type, left live (or ended) at a telling moment, and one
+    abandoned 20 minutes ago, which the page marks stale.
 
     The handles are returned because a handle that is garbage collected ends its activity.
     """
+    clock.offset = -20 * 60
+    abandoned = live_activity(
+        "Backfill 2019 orders",
+        total=40_000,
+        icon="tray.full.fill",
+        color="purple",
+        stream_key="backfill-2019",
+    ).start()
+    abandoned.advance(13_800)
+    assert abandoned.flush(10)
+    clock.offset = 0.0
+
     failed = live_activity(
         "Warehouse sync",
         steps=["Extract", "Transform", "Load"],
@@ -122,7 +146,7 @@ def drive_activities(base_url: str) -> list[LiveActivity]:
         metrics=[
             Metric(label="CPU", value=72, unit="%", color="orange"),
             Metric(label="Memory", value=11.4, unit="GB", color="purple"),
-            Metric(label="Queue", value=18, unit="jobs", color="cyan"),
+            Metric(label="Rows synced", value=120_000_000, color="cyan"),
         ],
         icon="cpu",
         color="green",
@@ -158,7 +182,7 @@ def drive_activities(base_url: str) -> list[LiveActivity]:
         color="green",
     ).start()
 
-    handles = [backup, orders, farm, deploy, alert, revenue, failed]
+    handles = [backup, orders, farm, deploy, alert, revenue, failed, abandoned]
     for activity in handles:
         activity.flush(10)
     return handles
@@ -171,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-open", action="store_true", help="serve until Ctrl-C afterwards")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with Emulator() as emu:
+    clock = ShiftedClock()
+    # Eight cards at once: more than the account's four, so no capacity limit here.
+    with Emulator(fast=True, clock=clock) as emu:
         os.environ["ACTIVITYSMITH_BASE_URL"] = emu.base_url
         os.environ["ACTIVITYSMITH_TRACK_DEBOUNCE"] = "0"
         os.environ.pop("ACTIVITYSMITH_API_KEY", None)
-        handles = drive_activities(emu.base_url)
+        handles = drive_activities(emu.base_url, clock)
         with headless_chromium() as driver:
             from selenium.webdriver.common.by import By
             from selenium.webdriver.support.ui import WebDriverWait
@@ -184,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             WebDriverWait(driver, 10).until(
                 lambda d: len(d.find_elements(By.CSS_SELECTOR, ".activity")) == len(handles)
             )
-            # The oldest card, drawn last, shows its history open.
-            history = driver.find_elements(By.CSS_SELECTOR, ".activity .history summary")
-            history[-1].click()
+            # The ended card shows its history open, with the request it had refused.
+            ended = '.activity[data-status="ended"] .history summary'
+            driver.find_element(By.CSS_SELECTOR, ended).click()
             # A headless window cannot grow past the screen; resize the viewport instead.
             height = driver.execute_script("return document.documentElement.scrollHeight")
             driver.execute_cdp_cmd(

@@ -27,5 +27,5 @@ def _no_delivery_carries_over() -> Iterator[None]:
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
     """A running emulator on a free loopback port, stopped after the test."""
-    with Emulator() as emu:
+    with Emulator(fast=True) as emu:
         yield emu

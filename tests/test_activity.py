@@ -502,7 +502,7 @@ def test_api_key_never_appears_in_logs_or_reprs(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "ask_live_supersecret_123"
-    with Emulator(api_key="another-key") as other:
+    with Emulator(api_key="another-key", fast=True) as other:
         monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", other.base_url)
         monkeypatch.setenv("ACTIVITYSMITH_API_KEY", secret)
         caplog.set_level(logging.DEBUG)

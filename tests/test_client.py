@@ -65,7 +65,7 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Emulator]:
-    with Emulator(api_key=KEY) as emu:
+    with Emulator(api_key=KEY, fast=True) as emu:
         yield emu
 
 
@@ -745,7 +745,7 @@ def test_a_session_passed_in_is_left_open(emu: Emulator) -> None:
 
 def test_key_echoed_in_a_json_error_body_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
     secret = "ask_echoed_secret_987"
-    with Emulator(api_key=secret) as emu:
+    with Emulator(api_key=secret, fast=True) as emu:
         emu.add_fault(
             Fault.status(400, body={"error": "Bad", "message": f"bad key Bearer {secret}"}),
             path="/live-activity/start",
@@ -761,7 +761,7 @@ def test_key_echoed_in_a_json_error_body_is_redacted(caplog: pytest.LogCaptureFi
 
 def test_a_local_emulator_needs_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
-    with Emulator() as emu, Client(base_url=emu.base_url) as client:
+    with Emulator(fast=True) as emu, Client(base_url=emu.base_url) as client:
         result = client.start(ContentState(title="Local", type="timer", counts_down=False))
     assert result.activity_id
 

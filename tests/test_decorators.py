@@ -35,7 +35,7 @@ END = "/live-activity/end"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Emulator]:
-    with Emulator() as emu:
+    with Emulator(fast=True) as emu:
         yield emu
 
 

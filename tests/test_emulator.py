@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -10,6 +11,8 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ import requests
 
 import activitysmith_track.emulator as emulator_module
 from activitysmith_track.emulator import Emulator, Fault
+from activitysmith_track.emulator.__main__ import format_request
 from activitysmith_track.testing import emulator_fixture, running_emulator
 
 KEY = "ask_test_key"
@@ -78,7 +82,7 @@ def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator() as running:
+    with Emulator(fast=True) as running:
         yield running
 
 
@@ -109,6 +113,29 @@ def test_public_surface_is_exactly_the_documented_names() -> None:
     ]
 
 
+def test_the_emulator_imports_nothing_of_the_library_it_checks() -> None:
+    """Its rules come from the contract, so it must not lean on the library's model (or
+    anything else of the library): only the standard library, attrs and itself."""
+    package = Path(emulator_module.__file__).parent
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text(), str(source))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                allowed = name.startswith("activitysmith_track.emulator") or top in {
+                    "__future__",
+                    "attrs",
+                    *sys.stdlib_module_names,
+                }
+                assert allowed, f"{source.name} imports {name}"
+
+
 def test_urls_point_at_the_bound_port(emu: Emulator) -> None:
     assert emu.port > 0
     assert emu.base_url == f"http://127.0.0.1:{emu.port}/api"
@@ -134,6 +161,52 @@ def test_health_and_root_page_need_no_key(emu: Emulator) -> None:
     root = requests.get(emu.url, timeout=5)
     assert root.status_code == 200
     assert "text/html" in root.headers["Content-Type"]
+
+
+def test_health_answers_the_documented_shape(emu: Emulator) -> None:
+    health = requests.get(emu.base_url + "/health", timeout=5)
+    assert health.status_code == 200
+    body = health.json()
+    assert set(body) == {"ok", "service", "timestamp", "checks"}
+    assert (body["ok"], body["service"]) == (True, "activitysmith-emulator")
+    assert ISO_MS.match(body["timestamp"])
+    assert [c["name"] for c in body["checks"]] == ["state", "delivery"]
+    for check in body["checks"]:
+        assert set(check) == {"name", "status", "duration_ms"}
+        assert check["status"] == "ok"
+        assert isinstance(check["duration_ms"], (int, float))
+        assert check["duration_ms"] >= 0
+    assert emu.requests[-1].path == "/health"
+    assert emu.requests[-1].authorized is True
+
+
+def test_degraded_health_is_503_until_restored(emu: Emulator, api: Api) -> None:
+    emu.degrade_health("delivery")
+    degraded = requests.get(emu.base_url + "/health", timeout=5)
+    assert degraded.status_code == 503
+    body = degraded.json()
+    assert body["ok"] is False
+    assert {c["name"]: c["status"] for c in body["checks"]} == {
+        "state": "ok",
+        "delivery": "error",
+    }
+    assert api.start().status_code == 200  # the API itself still answers
+    emu.restore_health()
+    assert requests.get(emu.base_url + "/health", timeout=5).json()["ok"] is True
+    emu.degrade_health("state")
+    emu.reset()
+    assert requests.get(emu.base_url + "/health", timeout=5).status_code == 200
+    with pytest.raises(ValueError, match="check must be one of state, delivery"):
+        emu.degrade_health("database")
+
+
+def test_faults_apply_to_health_too(emu: Emulator) -> None:
+    emu.add_fault(Fault.drop(), path="/health")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(emu.base_url + "/health", timeout=5)
+    emu.add_fault(Fault.status(502), path="/health")
+    assert requests.get(emu.base_url + "/health", timeout=5).status_code == 502
+    assert requests.post(emu.base_url + "/health", timeout=5).status_code == 405
 
 
 def test_unknown_endpoint_is_404_and_wrong_method_405(api: Api) -> None:
@@ -293,11 +366,7 @@ INVALID_STARTS = [
         "metrics[0].value",
         id="negative-metric",
     ),
-    pytest.param(
-        {"title": "x", "type": "metrics", "metrics": [{"label": "a", "value": 1}], "badge": {}},
-        "badge",
-        id="badge-on-metrics",
-    ),
+    pytest.param({**PROGRESS, "badge": {}}, "badge.title", id="badge-without-title"),
     pytest.param({**PROGRESS, "auto_dismiss_minutes": 1}, "auto_dismiss_minutes", id="dismiss"),
     pytest.param({**PROGRESS, "sparkle": True}, "sparkle", id="unknown-state-key"),
 ]
@@ -504,7 +573,57 @@ def test_old_activities_rotate() -> None:
         assert emu.activities[answer["activity_id"]].state["type"] == "progress"
 
 
-# -- capacity --------------------------------------------------------------------------------
+# -- limits: production-like by default ------------------------------------------------------
+
+
+def test_defaults_are_the_accounts_limits() -> None:
+    emu = Emulator()
+    assert (emu.max_live_activities, emu.requests_per_minute) == (4, 60)
+    fast = Emulator(fast=True)
+    assert (fast.max_live_activities, fast.requests_per_minute) == (None, None)
+    off = Emulator(max_live_activities=None, requests_per_minute=None)
+    assert (off.max_live_activities, off.requests_per_minute) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"max_live_activities": 0}, "max_live_activities must be >= 1"),
+        ({"requests_per_minute": 0}, "requests_per_minute must be >= 1"),
+        ({"fast": True, "max_live_activities": 2}, "fast=True turns max_live_activities off"),
+        ({"fast": True, "requests_per_minute": 5}, "fast=True turns requests_per_minute off"),
+        ({"stale_after": 0}, "stale_after"),
+    ],
+)
+def test_limit_arguments_are_checked(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Emulator(**options)
+
+
+def test_by_default_a_fifth_live_activity_is_refused_with_the_capacity_429() -> None:
+    with Emulator() as emu:
+        api = Api(emu)
+        try:
+            ids = [started(api) for _ in range(3)]
+            assert api.put("fourth", PROGRESS).status_code == 200
+            refused = api.start()
+            assert refused.status_code == 429
+            body = refused.json()
+            assert body == {
+                "error": "Live Activity limit reached",
+                "message": body["message"],
+                "limit": 4,
+                "active": 4,
+            }
+            assert "Retry-After" not in refused.headers  # capacity frees, time does not
+            assert api.put("fifth", PROGRESS).status_code == 429
+            # A live stream still updates: it holds its place already.
+            assert api.put("fourth", {**PROGRESS, "percentage": 50}).status_code == 200
+            assert api.end(ids[0], {"title": "x", "current_step": 3}).status_code == 200
+            assert api.put("fifth", PROGRESS).status_code == 200
+            assert len(emu.live_activities()) == 4
+        finally:
+            api.close()
 
 
 def test_capacity_limit_refuses_start_and_first_put_with_429() -> None:
@@ -522,6 +641,103 @@ def test_capacity_limit_refuses_start_and_first_put_with_429() -> None:
             assert api.put("build", PROGRESS).status_code == 200
         finally:
             api.close()
+
+
+class Clock:
+    def __init__(self, now: float = 50_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def budgeted() -> Iterator[tuple[Emulator, Clock, Api]]:
+    """The default budget (60 a minute) on a clock the test moves."""
+    clock = Clock()
+    with Emulator(clock=clock, max_live_activities=None) as emu:
+        api = Api(emu)
+        yield emu, clock, api
+        api.close()
+
+
+def test_by_default_the_61st_request_in_a_minute_is_rate_limited(
+    budgeted: tuple[Emulator, Clock, Api],
+) -> None:
+    emu, clock, api = budgeted
+    for index in range(60):
+        response = api.put(f"job-{index % 3}", PROGRESS)
+        assert response.status_code == 200, response.text
+        clock.now += 0.5
+    # 30 s into the window: the next request waits for the other 30.
+    refused = api.put("job-0", PROGRESS)
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "code": "rate_limited",
+        "error": "Rate limit exceeded",
+        "message": refused.json()["message"],
+    }
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.headers["RateLimit"] == '"live-activities";r=0;t=30'
+    assert refused.headers["RateLimit-Policy"] == '"live-activities";q=60;w=60'
+    assert emu.requests[-1].status == 429
+    clock.now += 30
+    assert api.put("job-0", PROGRESS).status_code == 200
+
+
+def test_every_budgeted_answer_says_what_is_left(budgeted: tuple[Emulator, Clock, Api]) -> None:
+    _, clock, api = budgeted
+    first = api.start(PROGRESS)
+    clock.now += 10
+    second = api.update(first.json()["activity_id"], {"title": "x", "percentage": 9})
+    assert first.headers["RateLimit"] == '"live-activities";r=59;t=60'
+    assert second.headers["RateLimit"] == '"live-activities";r=58;t=50'
+    assert "Retry-After" not in second.headers
+
+
+def test_refused_and_invalid_requests_spend_the_budget_too(
+    budgeted: tuple[Emulator, Clock, Api],
+) -> None:
+    _, _, api = budgeted
+    for _ in range(60):
+        assert api.start({"title": "no type"}).status_code == 400
+    assert api.start(PROGRESS).status_code == 429
+
+
+def test_the_budget_is_per_api_key_and_skips_what_reaches_no_account(
+    budgeted: tuple[Emulator, Clock, Api],
+) -> None:
+    emu, _, api = budgeted
+    anonymous = Api(emu, key=None)
+    other = Api(emu, key="ask_other_key")
+    try:
+        for _ in range(5):
+            assert anonymous.start().status_code == 401  # no account: not counted
+            assert api.call("POST", "/live-activity/nope", {}).status_code == 404
+            assert requests.get(emu.base_url + "/health", timeout=5).status_code == 200
+        for _ in range(60):
+            assert api.put("k", PROGRESS).status_code == 200
+        assert api.put("k", PROGRESS).status_code == 429
+        assert other.put("k", PROGRESS).status_code == 200
+    finally:
+        anonymous.close()
+        other.close()
+
+
+def test_reset_gives_a_fresh_budget(budgeted: tuple[Emulator, Clock, Api]) -> None:
+    emu, _, api = budgeted
+    for _ in range(60):
+        api.put("k", PROGRESS)
+    assert api.put("k", PROGRESS).status_code == 429
+    emu.reset()
+    assert api.put("k", PROGRESS).status_code == 200
+
+
+def test_no_budget_and_no_capacity_when_fast(emu: Emulator, api: Api) -> None:
+    codes = [api.put(f"k{i}", PROGRESS).status_code for i in range(80)]
+    assert codes == [200] * 80
+    assert "RateLimit" not in api.put("k0", PROGRESS).headers
+    assert len(emu.live_activities()) == 80
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -698,6 +914,17 @@ def test_requests_are_recorded_in_order(api: Api, emu: Emulator) -> None:
     assert first.time <= second.time
 
 
+def test_what_is_accepted_on_an_assumption_is_noted(api: Api, emu: Emulator) -> None:
+    metrics = {"title": "m", "type": "metrics", "metrics": [{"label": "a", "value": 1}]}
+    response = api.start({**metrics, "badge": {"title": "B"}})
+    assert response.status_code == 200
+    (note,) = emu.requests[-1].notes
+    assert "badge is not drawn on a metrics activity" in note
+    record = emu.activities[response.json()["activity_id"]]
+    assert record.history[0].notes == (note,)
+    assert "badge" not in response.json()  # the answer is the service's, unchanged
+
+
 def test_wait_for_requests_times_out(emu: Emulator) -> None:
     with pytest.raises(TimeoutError, match="expected 1"):
         emu.wait_for_requests(1, timeout=0.05)
@@ -772,13 +999,146 @@ def test_command_line_prints_its_url_and_one_line_per_request() -> None:
         )
         assert response.status_code == 200
         line = process.stdout.readline()
-        assert line.startswith("PUT /live-activity/stream/cli -> 200")
-        assert "operation=started" in line
+        assert line == 'PUT /live-activity/stream/cli -> 200 started · progress 10% · "Upload"\n'
         assert KEY not in line
     finally:
         process.terminate()
         _out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
+
+
+@contextmanager
+def emulator_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m activitysmith_track.emulator`` on a free port, and its API base URL."""
+    env = {k: v for k, v in os.environ.items() if k != "ACTIVITYSMITH_API_KEY"}
+    command = [sys.executable, "-m", "activitysmith_track.emulator", "--port", "0", *args]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        match = re.search(r"(http://127\.0\.0\.1:\d+/api)", process.stdout.readline())
+        assert match
+        yield process, match.group(1)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+def _put_codes(base_url: str, count: int) -> list[int]:
+    with requests.Session() as session:
+        return [
+            session.put(
+                f"{base_url}/live-activity/stream/cli-{index}",
+                json={"content_state": PROGRESS},
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=5,
+            ).status_code
+            for index in range(count)
+        ]
+
+
+def test_command_line_has_production_limits_by_default() -> None:
+    with emulator_process("--quiet") as (process, base_url):
+        assert process.stderr is not None
+        assert process.stderr.readline().startswith("Preview page: ")
+        limits = process.stderr.readline()
+        assert limits == "Limits: 4 live activities at once, 60 requests a minute per key\n"
+        assert _put_codes(base_url, 5) == [200, 200, 200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("args", "codes", "limits"),
+    [
+        (("--fast",), [200] * 6, "no capacity limit, no request budget (not like production)"),
+        (
+            ("--requests-per-minute", "2", "--max-live-activities", "0"),
+            [200, 200, 429],
+            "no capacity limit, 2 requests a minute per key (not like production)",
+        ),
+        (
+            ("--max-live-activities", "1", "--requests-per-minute", "0"),
+            [200, 429, 429],
+            "1 live activity at once, no request budget (not like production)",
+        ),
+    ],
+)
+def test_command_line_limit_flags(args: tuple[str, ...], codes: list[int], limits: str) -> None:
+    with emulator_process("--quiet", *args) as (process, base_url):
+        assert process.stderr is not None
+        process.stderr.readline()
+        assert process.stderr.readline() == f"Limits: {limits}\n"
+        assert _put_codes(base_url, len(codes)) == codes
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--requests-per-minute", "-1"), "must be >= 0 (0 for no limit)"),
+        (("--fast", "--max-live-activities", "2"), "--fast turns both limits off"),
+    ],
+)
+def test_command_line_refuses_contradicting_limits(args: tuple[str, ...], message: str) -> None:
+    command = [sys.executable, "-m", "activitysmith_track.emulator", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def _lines(emu: Emulator) -> list[str]:
+    return [format_request(r) for r in emu.requests]
+
+
+def test_console_line_shows_the_state_sent_and_the_answer(api: Api, emu: Emulator) -> None:
+    api.put("nightly", {**SEGMENTED, "subtitle": "Snapshot", "color": "blue"})
+    api.put("nightly", {"title": "Deploy", "current_step": 2})
+    api.put("bar", {**PROGRESS, "percentage": 45.5})
+    api.put("bar", {"title": "Upload", "value": 50, "upper_limit": 200.0})
+    api.start(
+        {
+            "title": "Farm",
+            "type": "metrics",
+            "metrics": [{"label": "cpu", "value": 72.0, "unit": "%"}],
+        }
+    )
+    api.start({"title": "Bake", "type": "timer", "duration_seconds": 600, "is_running": False})
+    api.start({"title": "Disk", "type": "alert", "message": "94% full"})
+    api.delete(
+        "nightly",
+        {"content_state": {"title": "Done", "current_step": 3, "auto_dismiss_seconds": 0}},
+    )
+    assert _lines(emu) == [
+        "PUT /live-activity/stream/nightly -> 200 started · segmented_progress 1/3 · "
+        '"Deploy" · subtitle "Snapshot" · color blue',
+        'PUT /live-activity/stream/nightly -> 200 updated · segmented_progress step 2 · "Deploy"',
+        'PUT /live-activity/stream/bar -> 200 started · progress 45.5% · "Upload"',
+        'PUT /live-activity/stream/bar -> 200 updated · progress 50/200 · "Upload"',
+        'POST /live-activity/start -> 200 started · metrics cpu=72% · "Farm"',
+        'POST /live-activity/start -> 200 started · timer 600 s paused · "Bake"',
+        'POST /live-activity/start -> 200 started · alert · "Disk" · message "94% full"',
+        "DELETE /live-activity/stream/nightly -> 200 ended · segmented_progress step 3 · "
+        '"Done" · dismiss 0 s',
+    ]
+
+
+def test_console_line_of_refusals_faults_and_notes(api: Api, emu: Emulator) -> None:
+    api.start({"title": "p", "type": "progress"})
+    emu.add_fault(Fault.drop())
+    with pytest.raises(requests.ConnectionError):
+        api.start()
+    api.start({**PROGRESS, "badge": {"title": "B"}, "type": "timer", "duration_seconds": 9})
+    activity_id = started(api)
+    api.end(activity_id, {"title": "x", "current_step": 3})
+    api.end(activity_id, {"title": "x", "current_step": 3})
+    refused, dropped, noted, _, _, ignored = _lines(emu)
+    assert refused == (
+        "POST /live-activity/start -> 400 Bad Request: content_state of a progress activity "
+        'needs percentage or value and upper_limit on start · progress · "p"'
+    )
+    assert dropped == "POST /live-activity/start -> - [fault: drop]"
+    assert noted.startswith('POST /live-activity/start -> 200 started · timer 9 s · "Upload"')
+    assert "· note: content_state.badge is not drawn on a timer activity" in noted
+    assert ignored.startswith("POST /live-activity/end -> 200 ended (ignored) · ")
 
 
 # -- testing helpers -------------------------------------------------------------------------
@@ -794,6 +1154,26 @@ def test_running_emulator_points_the_environment_at_it(monkeypatch: pytest.Monke
         assert key
     assert os.environ["ACTIVITYSMITH_BASE_URL"] == "https://example.invalid/api"
     assert "ACTIVITYSMITH_API_KEY" not in os.environ
+
+
+def test_running_emulator_has_production_limits_unless_fast() -> None:
+    with running_emulator(set_env=False) as emu:
+        assert (emu.max_live_activities, emu.requests_per_minute) == (4, 60)
+    with running_emulator(set_env=False, fast=True) as emu:
+        assert (emu.max_live_activities, emu.requests_per_minute) == (None, None)
+    with running_emulator(set_env=False, max_live_activities=2) as emu:
+        assert (emu.max_live_activities, emu.requests_per_minute) == (2, 60)
+
+
+def test_emulator_fixture_can_be_fast() -> None:
+    generator = emulator_fixture(fast=True)
+    emu = next(generator)
+    try:
+        assert (emu.max_live_activities, emu.requests_per_minute) == (None, None)
+        assert os.environ["ACTIVITYSMITH_BASE_URL"] == emu.base_url
+    finally:
+        generator.close()
+    assert not emu.running
 
 
 def test_emulator_fixture_generator_starts_and_stops() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from activitysmith_track import LiveActivity, Metric, live_activity
+from activitysmith_track import Action, LiveActivity, Metric, live_activity
 from activitysmith_track import _preview as preview_module
 from activitysmith_track._config import EMULATOR_API_KEY, Settings
 from activitysmith_track._preview import ensure_preview, with_preview
@@ -40,7 +40,8 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(KEY) as emulator:
+    # The page is not about the account's limits; tests start many activities on one emulator.
+    with Emulator(KEY, fast=True) as emulator:
         yield emulator
 
 
@@ -215,6 +216,18 @@ def test_unknown_page_paths_are_404(emu: Emulator, path: str) -> None:
     assert requests.get(emu.url + path, timeout=5).status_code == 404
 
 
+def test_favicon_is_a_real_icon(emu: Emulator) -> None:
+    answer = requests.get(emu.url + "favicon.ico", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "image/x-icon"
+    data = answer.content
+    assert data[:4] == b"\x00\x00\x01\x00"  # ICO header: reserved 0, type 1 (icon)
+    count = int.from_bytes(data[4:6], "little")
+    sizes = {data[6 + 16 * i] for i in range(count)}
+    assert sizes == {16, 32}
+    assert '<link rel="icon" href="/favicon.ico">' in requests.get(emu.url, timeout=5).text
+
+
 def test_page_references_no_remote_resources(emu: Emulator) -> None:
     for path in ("", "static/preview.js", "static/preview.css"):
         text = requests.get(emu.url + path, timeout=5).text
@@ -228,7 +241,7 @@ def test_page_references_no_remote_resources(emu: Emulator) -> None:
 @pytest.fixture
 def clocked() -> Iterator[tuple[Emulator, FakeClock]]:
     clock = FakeClock()
-    with Emulator(KEY, clock=clock) as emulator:
+    with Emulator(KEY, clock=clock, fast=True) as emulator:
         yield emulator, clock
 
 
@@ -242,6 +255,7 @@ def test_countdown_elapses_pauses_resumes_and_freezes_at_the_end(
     assert only_activity(page_state(emu))["timer"] == {
         "elapsed": 30.0,
         "running": True,
+        "ended": False,
         "counts_down": True,
         "duration": 600,
     }
@@ -253,7 +267,7 @@ def test_countdown_elapses_pauses_resumes_and_freezes_at_the_end(
     delete(emu, "t")
     clock.now += 50  # ended: frozen
     timer = only_activity(page_state(emu))["timer"]
-    assert (timer["elapsed"], timer["running"]) == (35.0, False)
+    assert (timer["elapsed"], timer["running"], timer["ended"]) == (35.0, False, True)
 
 
 def test_sending_duration_restarts_the_window(clocked: tuple[Emulator, FakeClock]) -> None:
@@ -271,7 +285,45 @@ def test_count_up_timer_has_no_duration(clocked: tuple[Emulator, FakeClock]) -> 
     put(emu, "t", {"title": "Job", "type": "timer", "counts_down": False})
     clock.now += 42
     timer = only_activity(page_state(emu))["timer"]
-    assert timer == {"elapsed": 42.0, "running": True, "counts_down": False, "duration": None}
+    assert timer == {
+        "elapsed": 42.0,
+        "running": True,
+        "ended": False,
+        "counts_down": False,
+        "duration": None,
+    }
+
+
+def test_each_activity_says_when_it_last_heard_and_goes_stale(
+    clocked: tuple[Emulator, FakeClock],
+) -> None:
+    emu, clock = clocked
+    started_at = clock.now
+    put(emu, "quiet", {"title": "Job", "type": "progress", "percentage": 5})
+    clock.now += 100
+    put(emu, "quiet", {"title": "Job", "percentage": 5})  # a no-op still says "alive"
+    clock.now += 100
+    refused = put(emu, "quiet", {"title": "Job", "percentage": 500})
+    assert refused.status_code == 400  # a refused request does not count
+    activity = only_activity(page_state(emu))
+    assert (activity["started_at"], activity["updated_at"]) == (started_at, started_at + 100)
+    assert activity["stale"] is False
+    clock.now += emu.stale_after - 100
+    state = page_state(emu)
+    assert state["stale_after"] == emu.stale_after == 600
+    assert only_activity(state)["stale"] is True
+    delete(emu, "quiet")
+    assert only_activity(page_state(emu))["stale"] is False  # ended: not "stale"
+
+
+def test_notes_show_in_the_history_and_the_request_log(fresh: Emulator) -> None:
+    state = {"title": "m", "type": "metrics", "metrics": [{"label": "a", "value": 1}]}
+    assert put(fresh, "noted", {**state, "badge": {"title": "B"}}).status_code == 200
+    page = page_state(fresh)
+    (entry,) = only_activity(page)["history"]
+    (note,) = entry["notes"]
+    assert "badge is not drawn" in note
+    assert page["requests"][0]["notes"] == entry["notes"]
 
 
 @pytest.mark.parametrize(
@@ -623,6 +675,169 @@ def test_page_draws_progress_metrics_and_a_ticking_timer(
     assert page.driver.execute_script(
         "return arguments[0].scrollWidth > arguments[0].clientWidth;", title
     )
+
+
+def _px(value: str) -> float:
+    return float(value.removesuffix("px"))
+
+
+@pytest.mark.browser
+def test_large_values_shrink_or_wrap_and_show_in_full_on_hover(
+    page: Page, handles: list[LiveActivity]
+) -> None:
+    tiles = live_activity(
+        "Warehouse",
+        metrics=[
+            Metric(label="Rows", value=120_000_000),
+            Metric(label="Bytes", value=98_765_432_101, unit="B"),
+            Metric(label="Errors", value=0),
+            Metric(label="Label", value="a-very-long-unbroken-identifier-0123456789abcdefghij"),
+        ],
+    ).start()
+    readout = live_activity("Revenue", type="value", value="$12,345,678,901.25").start()
+    handles.extend((tiles, readout))
+    for la in handles:
+        assert la.flush(10)
+
+    metrics_id = tiles.activity_id
+    page.wait(lambda: page.count(metrics_id, ".metric") == 4)
+    boxes = page.card(metrics_id).find_elements("css selector", ".metric-value")
+    texts = [b.find_element("css selector", ".metric-number").text for b in boxes]
+    assert texts[:3] == ["120,000,000", "98,765,432,101", "0"]  # whole, never "120,0..."
+    for box in boxes:
+        fits = page.driver.execute_script(
+            "return arguments[0].scrollWidth <= arguments[0].clientWidth;", box
+        )
+        assert fits, box.get_attribute("title")
+        assert box.value_of_css_property("text-overflow") != "ellipsis"
+    rows, big, errors, label = boxes
+    assert rows.get_attribute("title") == "120,000,000"
+    assert big.get_attribute("title") == "98,765,432,101 B"
+    assert _px(big.value_of_css_property("font-size")) < 19  # shrunk to fit
+    assert _px(errors.value_of_css_property("font-size")) == 19  # a short value keeps its size
+    assert "wrapped" in (label.get_attribute("class") or "")  # too long even when small
+
+    value_id = readout.activity_id
+    page.wait(lambda: page.text(value_id, ".value-readout") == "$12,345,678,901.25")
+    value = page.card(value_id).find_element("css selector", ".value-readout")
+    assert value.get_attribute("title") == "$12,345,678,901.25"
+    assert page.driver.execute_script(
+        "return arguments[0].scrollWidth <= arguments[0].clientWidth;", value
+    )
+
+
+@pytest.mark.browser
+def test_the_alert_card_honours_its_color(page: Page, handles: list[LiveActivity]) -> None:
+    alert = live_activity(
+        "Disk almost full",
+        type="alert",
+        message="94% full",
+        color="red",
+        action=Action.open_url("Runbook", "https://example.com/runbook"),
+        secondary_action=Action.open_url("Silence", "https://example.com/silence"),
+    ).start()
+    plain = live_activity("Heads up", type="alert", message="no buttons", color="purple").start()
+    handles.extend((alert, plain))
+    for la in handles:
+        assert la.flush(10)
+    red, purple = "rgba(255, 69, 58, 1)", "rgba(191, 90, 242, 1)"
+
+    alert_id = alert.activity_id
+    page.wait(lambda: page.count(alert_id, ".action") == 2)
+    primary = page.card(alert_id).find_element("css selector", ".action.primary")
+    secondary = page.card(alert_id).find_element("css selector", ".action.secondary")
+    assert primary.value_of_css_property("background-color") == red
+    assert secondary.value_of_css_property("color") == red
+    message = page.card(alert_id).find_element("css selector", ".widget-alert")
+    assert message.value_of_css_property("border-left-color") == red
+
+    plain_id = plain.activity_id
+    page.wait(lambda: page.count(plain_id, ".widget-alert") == 1)
+    box = page.card(plain_id).find_element("css selector", ".widget-alert")
+    assert box.value_of_css_property("border-left-color") == purple
+
+
+@pytest.mark.browser
+def test_an_ended_timer_shows_its_final_reading(page: Page) -> None:
+    put(page.emu, "countdown", {"title": "Deploy", "type": "timer", "duration_seconds": 600})
+    put(page.emu, "count-up", {"title": "Job", "type": "timer", "counts_down": False})
+    delete(page.emu, "countdown", {"title": "Deployed"})
+    delete(page.emu, "count-up", {"title": "Job done"})
+    down = page.emu.stream_activity("countdown")
+    up = page.emu.stream_activity("count-up")
+    assert down is not None
+    assert up is not None
+
+    page.wait(lambda: page.text(down.id, ".timer-label") == "left at the end")
+    reading = page.text(down.id, ".timer")
+    assert reading in ("10:00", "9:59")
+    assert "paused" not in page.text(down.id, ".widget-timer")
+    assert page.attribute(down.id, ".timer", "data-ended") == "true"
+    page.wait(lambda: page.text(up.id, ".timer-label") == "in total")
+    assert page.text(up.id, ".timer") in ("0:00", "0:01")
+    time.sleep(1.3)  # the page ticks every 250 ms: a frozen reading must not move
+    assert page.text(down.id, ".timer") == reading
+
+
+@pytest.fixture
+def clocked_page(browser: Any) -> Iterator[tuple[Page, FakeClock]]:
+    clock = FakeClock(start=time.time())
+    with Emulator(KEY, clock=clock, fast=True) as emulator:
+        browser.get(emulator.url)
+        opened = Page(browser, emulator)
+        opened.wait(lambda: browser.find_element("id", "connection").text == "live")
+        yield opened, clock
+
+
+@pytest.mark.browser
+def test_cards_say_how_long_ago_they_were_updated_and_mark_stale_ones(
+    clocked_page: tuple[Page, FakeClock],
+) -> None:
+    page, clock = clocked_page
+    put(page.emu, "old", {"title": "Abandoned", "type": "progress", "percentage": 40})
+    old = page.emu.stream_activity("old")
+    assert old is not None
+    page.wait(lambda: page.text(old.id, ".updated") == "updated just now")
+    assert not page.card(old.id).find_element("css selector", ".stale-marker").is_displayed()
+
+    clock.now += 3 * 60 + 5
+    put(page.emu, "new", {"title": "Busy", "type": "progress", "percentage": 1})  # a redraw
+    new = page.emu.stream_activity("new")
+    assert new is not None
+    page.wait(lambda: page.text(old.id, ".updated") == "updated 3 min ago")
+    assert page.text(new.id, ".updated") == "updated just now"
+
+    clock.now += page.emu.stale_after
+    put(page.emu, "new", {"title": "Busy", "percentage": 2})
+    marker = ".stale-marker"
+    page.wait(lambda: page.card(old.id).find_element("css selector", marker).is_displayed())
+    assert "stale" in (page.card(old.id).get_attribute("class") or "")
+    assert "job may have stopped" in (page.attribute(old.id, marker, "title") or "")
+    assert page.text(old.id, ".updated") == "updated 13 min ago"
+    assert not page.card(new.id).find_element("css selector", marker).is_displayed()
+
+    delete(page.emu, "old")
+    page.wait(lambda: page.count(old.id, ".updated") == 0)  # ended: the dismissal shows
+    assert page.count(old.id, ".dismissal") == 1
+
+
+@pytest.mark.browser
+def test_the_page_has_a_favicon(page: Page) -> None:
+    driver = page.driver
+    href = driver.execute_script("return document.querySelector('link[rel=icon]').href;")
+    assert href == page.emu.url + "favicon.ico"
+    width = driver.execute_script(
+        """
+        return new Promise((resolve) => {
+          const image = new Image();
+          image.onload = () => resolve(image.naturalWidth);
+          image.onerror = () => resolve(-1);
+          image.src = arguments[0];
+        });
+        """,
+        href,
+    )
+    assert width in (16, 32)
 
 
 def test_emulator_command_prints_the_preview_page_address() -> None:

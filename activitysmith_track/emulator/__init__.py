@@ -8,7 +8,9 @@ Start one and point a client at :attr:`Emulator.base_url`::
         ...  # send requests to emu.base_url
         emu.add_fault(Fault.rate_limited(retry_after=1), path="/live-activity/stream/")
 
-Or from a shell: ``python -m activitysmith_track.emulator --port 8787``.
+It has the account's production limits (4 live activities, 60 requests a minute per key);
+``Emulator(fast=True)`` turns both off. What it accepts comes from the API contract alone
+(``_rules``). Or from a shell: ``python -m activitysmith_track.emulator --port 8787``.
 """
 
 from __future__ import annotations

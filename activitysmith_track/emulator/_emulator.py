@@ -9,12 +9,22 @@ from collections.abc import Callable
 from types import TracebackType
 
 from activitysmith_track.emulator._faults import Fault, FaultQueue
+from activitysmith_track.emulator._health import Health
 from activitysmith_track.emulator._server import EmulatorHTTPServer
 from activitysmith_track.emulator._state import ActivityRecord, EmulatorState, RecordedRequest
 
 __all__ = ["Emulator"]
 
 _ENV_KEY = "ACTIVITYSMITH_API_KEY"
+
+
+#: The account's limits, as the public Rate Limits page gives them: 4 concurrent Live
+#: Activities, and 60 requests a minute (the generated SDK docs say 300 a minute for Live
+#: Activities; the emulator takes the stricter figure, see ``_budget``).
+MAX_LIVE_ACTIVITIES = 4
+REQUESTS_PER_MINUTE = 60
+#: A live activity with no accepted request for this long is marked stale on the preview.
+STALE_AFTER = 600.0
 
 
 class Emulator:
@@ -29,12 +39,19 @@ class Emulator:
             ...
             assert emu.requests[-1].status == 200
 
+    By default it has the account's production limits: ``max_live_activities=4`` live
+    activities at once (the next start answers the capacity 429) and ``requests_per_minute=60``
+    per API key across the Live Activity endpoints (then 429 ``rate_limited`` with
+    ``Retry-After``). ``None`` turns either off; ``fast=True`` turns both off, for test suites
+    that start many activities or send many requests and are not about the limits.
+
     ``api_key`` is the only Bearer key accepted; when it is ``None`` the
     ``ACTIVITYSMITH_API_KEY`` environment variable is used if set, and otherwise any non-empty
-    key is accepted. ``max_live_activities`` turns on the capacity 429. The update ``warning``
-    appears once an activity had more than ``warning_updates`` updates averaging more than
-    one per ``warning_interval`` seconds; ``rotate_after`` (seconds) makes a stream PUT rotate
-    an activity that old. ``clock`` supplies wall time for all of that, so tests can move it.
+    key is accepted. The update ``warning`` appears once an activity had more than
+    ``warning_updates`` updates averaging more than one per ``warning_interval`` seconds;
+    ``rotate_after`` (seconds) makes a stream PUT rotate an activity that old; the preview
+    marks a live activity stale after ``stale_after`` seconds without an accepted request.
+    ``clock`` supplies wall time for all of that, so tests can move it.
     """
 
     def __init__(
@@ -43,27 +60,54 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        max_live_activities: int | None = None,
+        max_live_activities: int | None = MAX_LIVE_ACTIVITIES,
+        requests_per_minute: int | None = REQUESTS_PER_MINUTE,
+        fast: bool = False,
         warning_updates: int = 12,
         warning_interval: float = 120.0,
         rotate_after: float | None = None,
+        stale_after: float = STALE_AFTER,
         clock: Callable[[], float] = time.time,
         on_request: Callable[[RecordedRequest], None] | None = None,
     ) -> None:
+        if fast:
+            # fast=True with a limit other than the default is two contradicting wishes.
+            for name, value, default in (
+                ("max_live_activities", max_live_activities, MAX_LIVE_ACTIVITIES),
+                ("requests_per_minute", requests_per_minute, REQUESTS_PER_MINUTE),
+            ):
+                if value not in (None, default):
+                    raise ValueError(
+                        f"fast=True turns {name} off; pass {name}={value} without fast=True"
+                    )
+            max_live_activities = requests_per_minute = None
         if max_live_activities is not None and max_live_activities < 1:
-            raise ValueError(f"max_live_activities must be >= 1, not {max_live_activities}")
+            raise ValueError(
+                "max_live_activities must be >= 1 (or None for no limit), "
+                f"not {max_live_activities}"
+            )
+        if requests_per_minute is not None and requests_per_minute < 1:
+            raise ValueError(
+                "requests_per_minute must be >= 1 (or None for no limit), "
+                f"not {requests_per_minute}"
+            )
+        if not stale_after > 0:
+            raise ValueError(f"stale_after must be > 0 seconds, not {stale_after}")
         self._host = host
         self._port = port
         self._api_key = api_key if api_key is not None else (os.environ.get(_ENV_KEY) or None)
         self._on_request = on_request
+        self._stale_after = float(stale_after)
         self._state = EmulatorState(
             max_live_activities=max_live_activities,
+            requests_per_minute=requests_per_minute,
             clock=clock,
             warning_updates=warning_updates,
             warning_interval=warning_interval,
             rotate_after=rotate_after,
         )
         self._faults = FaultQueue()
+        self._health = Health()
         self._stopping = threading.Event()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -85,7 +129,9 @@ class Emulator:
                 (self._host, self._port),
                 state=self._state,
                 faults=self._faults,
+                health=self._health,
                 expected_key=self._api_key,
+                stale_after=self._stale_after,
                 stopping=self._stopping,
                 on_request=self._on_request,
             )
@@ -235,7 +281,37 @@ class Emulator:
         """Undo :meth:`pause_stream`; the next PUT starts a new activity."""
         self._state.resume_stream(stream_key)
 
+    @property
+    def stale_after(self) -> float:
+        """Seconds without an accepted request after which the preview marks a card stale."""
+        return self._stale_after
+
+    @property
+    def max_live_activities(self) -> int | None:
+        """How many activities may be live at once, or ``None`` for no limit."""
+        return self._state.max_live_activities
+
+    @property
+    def requests_per_minute(self) -> int | None:
+        """The request budget per API key, or ``None`` for no limit."""
+        budget = self._state.budget
+        return None if budget is None else budget.limit
+
+    def degrade_health(self, check: str = "delivery") -> None:
+        """Make ``GET /health`` answer 503 with ``ok: false`` and ``check`` in error.
+
+        The checks are ``"state"`` and ``"delivery"``. The API itself keeps answering, as a
+        degraded service may; add a fault for that.
+        """
+        self._health.degrade(check)
+
+    def restore_health(self) -> None:
+        """Undo :meth:`degrade_health`."""
+        self._health.restore()
+
     def reset(self) -> None:
-        """Forget activities, streams, requests, faults, pauses and latency."""
+        """Forget activities, streams, requests, faults, pauses, latency, spent budget and
+        degraded health."""
         self._faults.clear()
+        self._health.restore()
         self._state.reset()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http
 import json
 import threading
 from collections.abc import Mapping
@@ -10,7 +9,9 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["Fault", "FaultKind", "FaultQueue", "default_error_body"]
+from activitysmith_track.emulator._rules import default_error_body, limit_reached_body
+
+__all__ = ["ANSWERING_KINDS", "Fault", "FaultKind", "FaultQueue"]
 
 FaultKind = Literal[
     "status",
@@ -25,40 +26,6 @@ FaultKind = Literal[
 
 #: Faults that answer on their own, without the request being processed.
 ANSWERING_KINDS = frozenset({"status", "rate_limited", "limit_reached", "malformed"})
-
-_ERROR_WORDS: dict[int, tuple[str, str]] = {
-    400: ("Bad Request", "The request was not valid"),
-    401: ("Unauthorized", "Missing or invalid API key"),
-    402: ("trial_expired", "Your trial has expired; upgrade to keep sending"),
-    403: ("Forbidden", "This API key cannot do that"),
-    404: ("Not Found", "No such resource"),
-    409: ("Conflict", "The resource changed meanwhile"),
-    422: ("No recipients found", "No device matched the target"),
-    429: ("Rate limit exceeded", "Too many requests"),
-}
-
-
-def default_error_body(status: int) -> dict[str, Any]:
-    """The body the real service documents for an error status (contract section 5)."""
-    if status == 429:
-        return {
-            "code": "rate_limited",
-            "error": "Rate limit exceeded",
-            "message": "Too many requests",
-        }
-    error, message = _ERROR_WORDS.get(status, ("", ""))
-    if not error:
-        try:
-            error = http.HTTPStatus(status).phrase
-        except ValueError:
-            error = f"HTTP {status}"
-        message = "The emulator was told to fail this request"
-    body: dict[str, Any] = {"error": error, "message": message}
-    if status == 402:
-        body["upgrade_url"] = "https://activitysmith.com/pricing"
-    elif status == 422:
-        body["effective_channel_slugs"] = []
-    return body
 
 
 def _headers(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -124,7 +91,9 @@ class Fault:
     @classmethod
     def limit_reached(cls, limit: int = 4, active: int = 4) -> Fault:
         """The capacity 429: the device already shows as many activities as it may."""
-        return cls(kind="limit_reached", code=429, body=json.dumps(limit_body(limit, active)))
+        return cls(
+            kind="limit_reached", code=429, body=json.dumps(limit_reached_body(limit, active))
+        )
 
     @classmethod
     def hang(cls, seconds: float | None = None) -> Fault:
@@ -155,16 +124,6 @@ class Fault:
     def delay(cls, seconds: float) -> Fault:
         """Answer normally, but only after ``seconds``."""
         return cls(kind="delay", seconds=seconds)
-
-
-def limit_body(limit: int, active: int) -> dict[str, Any]:
-    """The capacity 429 body."""
-    return {
-        "error": "Live Activity limit reached",
-        "message": f"Only {limit} Live Activities may be active at once; end one to start another",
-        "limit": limit,
-        "active": active,
-    }
 
 
 @attrs.define

@@ -32,23 +32,27 @@ def preview_state(
     *,
     version: int,
     now: float,
+    stale_after: float,
 ) -> dict[str, Any]:
     """Everything the page draws, newest activity first.
 
-    ``now`` is the emulator's clock; the page measures ticking timers from the moment it
-    received this answer, so a test clock and the browser's clock never have to agree.
+    ``now`` is the emulator's clock; the page measures ticking timers and "updated ... ago"
+    from the moment it received this answer, so a test clock and the browser's clock never
+    have to agree. A live activity is ``stale`` once ``stale_after`` seconds passed since a
+    request for it was last accepted: its job may have died without ending it.
     """
     ordered = sorted(activities, key=lambda a: a.started_at, reverse=True)
     recent = list(requests)[-_MAX_REQUESTS:]
     return {
         "version": version,
         "now": now,
-        "activities": [_activity(a, now) for a in ordered],
+        "stale_after": stale_after,
+        "activities": [_activity(a, now, stale_after) for a in ordered],
         "requests": [_request(r) for r in reversed(recent)],
     }
 
 
-def _activity(record: ActivityRecord, now: float) -> dict[str, Any]:
+def _activity(record: ActivityRecord, now: float, stale_after: float) -> dict[str, Any]:
     dismiss_at = _dismiss_at(record)
     return {
         "id": record.id,
@@ -62,6 +66,8 @@ def _activity(record: ActivityRecord, now: float) -> dict[str, Any]:
         "tags": record.tags,
         "channels": record.channels,
         "started_at": record.started_at,
+        "updated_at": record.updated_at,
+        "stale": record.status == "live" and now - record.updated_at >= stale_after,
         "ended_at": record.ended_at,
         "end_reason": record.end_reason,
         "dismiss_at": dismiss_at,
@@ -132,6 +138,8 @@ def _timer(record: ActivityRecord, now: float) -> dict[str, Any]:
     return {
         "elapsed": elapsed,
         "running": running,
+        # An ended timer shows its final reading, neither running nor "paused".
+        "ended": record.status == "ended",
         "counts_down": counts_down,
         "duration": duration if isinstance(duration, int | float) else None,
     }
@@ -164,6 +172,7 @@ def _entry(entry: HistoryEntry) -> dict[str, Any]:
         "warning": response.get("warning"),
         "summary": _summary(entry.response),
         "fault": entry.fault,
+        "notes": list(entry.notes),
         "sent": text[:_MAX_SENT_CHARS],
     }
 
@@ -178,4 +187,5 @@ def _request(request: RecordedRequest) -> dict[str, Any]:
         "fault": request.fault,
         "authorized": request.authorized,
         "summary": _summary(request.response),
+        "notes": list(request.notes),
     }

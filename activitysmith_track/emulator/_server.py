@@ -18,8 +18,15 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from activitysmith_track.emulator._faults import ANSWERING_KINDS, Fault, FaultQueue
+from activitysmith_track.emulator._health import Health
 from activitysmith_track.emulator._preview import preview_state
-from activitysmith_track.emulator._state import Answer, EmulatorState, RecordedRequest
+from activitysmith_track.emulator._rules import unauthorized_body
+from activitysmith_track.emulator._state import (
+    Answer,
+    EmulatorState,
+    RecordedRequest,
+    iso_timestamp,
+)
 
 __all__ = ["EmulatorHTTPServer"]
 
@@ -38,6 +45,7 @@ _STATIC_TYPES = {
     "js": "text/javascript; charset=utf-8",
     "svg": "image/svg+xml",
     "png": "image/png",
+    "ico": "image/x-icon",
 }
 _NO_STORE = (("Cache-Control", "no-store"),)
 
@@ -58,13 +66,17 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         *,
         state: EmulatorState,
         faults: FaultQueue,
+        health: Health,
         expected_key: str | None,
+        stale_after: float,
         stopping: threading.Event,
         on_request: Callable[[RecordedRequest], None] | None,
     ) -> None:
         self.state = state
         self.faults = faults
+        self.health = health
         self.expected_key = expected_key
+        self.stale_after = stale_after
         self.stopping = stopping
         self.on_request = on_request
         self._connections_lock = threading.Lock()
@@ -110,13 +122,14 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         for _, thread in open_now:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def authorized(self, header: str | None) -> bool:
+    def accepted_key(self, header: str | None) -> str | None:
+        """The Bearer key of an ``Authorization`` header when it is accepted, else ``None``."""
         if header is None or not header.startswith("Bearer "):
-            return False
+            return None
         key = header[len("Bearer ") :].strip()
-        if self.expected_key is None:
-            return bool(key)
-        return key == self.expected_key
+        if not key or (self.expected_key is not None and key != self.expected_key):
+            return None
+        return key
 
 
 def _json_bytes(body: Any) -> bytes:
@@ -217,7 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         fault: Fault | None,
         authorized: bool,
+        answer: Answer | None = None,
     ) -> None:
+        activity = None if answer is None else answer.activity
         request = RecordedRequest(
             method=self.command,
             path=path,
@@ -227,6 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
             time=time.time(),
             fault=None if fault is None else fault.kind,
             authorized=authorized,
+            activity_id=None if activity is None else activity.id,
+            activity_type=None if activity is None else activity.type,
+            notes=() if answer is None else answer.notes,
         )
         self.server.state.record(request)
         callback = self.server.on_request
@@ -244,9 +262,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve_site(method, path)
             return
         api_path = unquote(path[len(_API_PREFIX) :]) or "/"
-        if api_path == "/health" and method == "GET":
-            self._send(200, _json_bytes(self._health()))
-            return
         server = self.server
         fault = server.faults.take(api_path)
         if fault is not None and fault.kind == "drop":
@@ -254,7 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
             return
         body, body_error = self._read_body()
-        authorized = server.authorized(self.headers.get("Authorization"))
+        key = server.accepted_key(self.headers.get("Authorization"))
+        # /health needs no key (contract section 9); faults still apply to it.
+        health = api_path == "/health"
+        authorized = key is not None or health
         if fault is not None and fault.kind == "hang":
             self._record(api_path, body, None, None, fault=fault, authorized=authorized)
             self._wait(fault.seconds)
@@ -269,17 +287,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind in ANSWERING_KINDS:
             self._answer_fault(api_path, body, fault, authorized)
             return
-        if not authorized:
-            answer = Answer(
-                401,
-                {"error": "Unauthorized", "message": "Missing or invalid API key"},
-            )
+        if health:
+            answer = self._health(method)
+        elif key is None:
+            answer = Answer(401, unauthorized_body())
         else:
             try:
                 answer = server.state.handle(
                     method,
                     api_path,
                     body,
+                    key=key,
                     body_error=body_error,
                     fault=None if fault is None else fault.kind,
                 )
@@ -290,10 +308,20 @@ class _Handler(BaseHTTPRequestHandler):
                     {"error": "Internal Server Error", "message": f"emulator failure: {exc!r}"},
                 )
         if fault is not None and fault.kind == "process_then_drop":
-            self._record(api_path, body, None, None, fault=fault, authorized=authorized)
+            self._record(
+                api_path, body, None, None, fault=fault, authorized=authorized, answer=answer
+            )
             self._reset()
             return
-        self._record(api_path, body, answer.status, answer.body, fault=fault, authorized=authorized)
+        self._record(
+            api_path,
+            body,
+            answer.status,
+            answer.body,
+            fault=fault,
+            authorized=authorized,
+            answer=answer,
+        )
         self._send(answer.status, _json_bytes(answer.body), headers=answer.headers)
 
     def _answer_fault(self, path: str, body: Any, fault: Fault, authorized: bool) -> None:
@@ -312,13 +340,17 @@ class _Handler(BaseHTTPRequestHandler):
             headers=fault.headers,
         )
 
-    def _health(self) -> dict[str, Any]:
-        return {
-            "ok": True,
-            "service": "activitysmith-emulator",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-            "checks": [],
-        }
+    def _health(self, method: str) -> Answer:
+        if method != "GET":
+            return Answer(405, {"error": "Method Not Allowed", "message": "use GET"})
+        state = self.server.state
+
+        def probe() -> None:
+            with state.lock:
+                state.live_count()
+
+        status, body = self.server.health.answer(probe, iso_timestamp(time.time()))
+        return Answer(status, body)
 
     def _serve_site(self, method: str, path: str) -> None:
         """The preview page, its static files and the state it polls; no key needed."""
@@ -327,6 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path in ("/", "/index.html"):
             self._send_static("index.html")
+        elif path == "/favicon.ico":
+            self._send_static("favicon.ico")
         elif path.startswith("/static/"):
             self._send_static(path[len("/static/") :])
         elif path == "/_emulator/state":
@@ -364,6 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.requests,
                 version=state.version,
                 now=state.clock(),
+                stale_after=self.server.stale_after,
             )
         self._send(200, _json_bytes(body), headers=_NO_STORE)
 

@@ -2,7 +2,8 @@
 
 One :class:`EmulatorState` holds activities, streams, the request log and the settings, all
 behind one lock. Handlers call :meth:`EmulatorState.handle` with an already parsed request and
-get an :class:`Answer`; nothing here knows about sockets, so the rules read like the contract.
+get an :class:`Answer`; nothing here knows about sockets. Which requests are valid is decided
+by :mod:`._rules` alone; this module decides what a valid request does.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any, Literal
 
 import attrs
 
-from activitysmith_track._errors import ValidationError
-from activitysmith_track.emulator import _validate
-from activitysmith_track.emulator._faults import limit_body
+from activitysmith_track.emulator import _rules
+from activitysmith_track.emulator._budget import RequestBudget
+from activitysmith_track.emulator._rules import ENDPOINTS, RuleError
 
 __all__ = [
     "ActivityRecord",
@@ -26,11 +27,15 @@ __all__ = [
     "EmulatorState",
     "HistoryEntry",
     "RecordedRequest",
+    "iso_timestamp",
 ]
 
 ActivityStatus = Literal["live", "ended"]
 
 _STREAM_PREFIX = "/live-activity/stream/"
+# A PUT is routed as one endpoint; whether it is the first or a later one (their rules
+# differ) depends on the stream, so _put decides.
+_STREAM_PUT = "stream_put"
 
 
 @attrs.frozen(kw_only=True)
@@ -39,6 +44,9 @@ class RecordedRequest:
 
     ``status`` and ``response`` are ``None`` when no answer was sent (a hang or drop fault).
     ``body`` is the parsed JSON, the raw text when it was not JSON, or ``None`` when empty.
+    ``activity_id`` and ``activity_type`` name the activity the request was about, when
+    there is one; ``notes`` are what the emulator accepted on an assumption (see
+    :mod:`activitysmith_track.emulator._rules`), e.g. a badge on a type that does not draw it.
     """
 
     method: str
@@ -49,6 +57,9 @@ class RecordedRequest:
     time: float
     fault: str | None = None
     authorized: bool = True
+    activity_id: str | None = None
+    activity_type: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -65,6 +76,7 @@ class HistoryEntry:
     status: int
     response: Any
     fault: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -72,8 +84,10 @@ class ActivityRecord:
     """A snapshot of one Live Activity as a phone would show it, plus everything it received.
 
     ``state`` is the shown content state: each update replaces it, but ``type`` (and a
-    timer's ``duration_seconds``, a segmented bar's ``number_of_steps``) carry over when left
-    out. ``auto_dismiss`` is the requested dismissal delay in seconds after the end.
+    timer's ``duration_seconds`` and ``counts_down``, a segmented bar's ``number_of_steps``)
+    carry over when left out. ``auto_dismiss`` is the requested dismissal delay in seconds
+    after the end. ``updated_at`` is when a request was last accepted for it (a no-op PUT
+    counts: its sender is still there).
     """
 
     id: str
@@ -88,6 +102,7 @@ class ActivityRecord:
     metadata: dict[str, Any] | None = None
     channels: list[str] | None = None
     started_at: float
+    updated_at: float
     ended_at: float | None = None
     end_reason: str | None = None
     auto_dismiss: float | None = None
@@ -97,11 +112,13 @@ class ActivityRecord:
 
 @attrs.frozen
 class Answer:
-    """What to send back: status, JSON body and extra headers."""
+    """What to send back (status, JSON body, extra headers), and what it was about."""
 
     status: int
     body: dict[str, Any]
     headers: tuple[tuple[str, str], ...] = ()
+    activity: ActivityRecord | None = None
+    notes: tuple[str, ...] = ()
 
 
 class _Activity:
@@ -111,6 +128,7 @@ class _Activity:
         self.id = activity_id
         self.stream_key = stream_key
         self.started_at = started_at
+        self.updated_at = started_at
         self.status: ActivityStatus = "live"
         self.state: dict[str, Any] = {}
         self.extras: dict[str, Any] = {}
@@ -135,6 +153,7 @@ class _Activity:
             metadata=extras.get("metadata"),
             channels=extras.get("channels"),
             started_at=self.started_at,
+            updated_at=self.updated_at,
             ended_at=self.ended_at,
             end_reason=self.end_reason,
             auto_dismiss=self.auto_dismiss,
@@ -143,27 +162,35 @@ class _Activity:
         )
 
 
-def _iso(when: float) -> str:
+def iso_timestamp(when: float) -> str:
+    """ISO-8601 with milliseconds and ``Z``, as the service writes its timestamps."""
     moment = datetime.fromtimestamp(when, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _bad_request(message: str) -> Answer:
-    return Answer(400, {"error": "Bad Request", "message": message})
+    return Answer(400, _rules.bad_request(message))
+
+
+# What carries over when an update leaves it out: a timer keeps its window (contract section
+# 4) and its direction, and a segmented bar its step count, which it needs to draw an update
+# that sends only current_step. Assumption: counts_down carries over too, so a count-up timer
+# does not turn into a countdown because a client left the flag out.
+_CARRIED: dict[str, tuple[str, ...]] = {
+    "timer": ("duration_seconds", "counts_down"),
+    "segmented_progress": ("number_of_steps",),
+}
 
 
 def _merge(shown: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
-    """The state a phone shows after ``sent`` arrives: it replaces ``shown``, except fields
-    the service documents (or needs) to carry over when left out."""
-    merged = dict(sent)
+    """The state a phone shows after ``sent`` arrives: it replaces ``shown``, except the
+    type and the fields in :data:`_CARRIED`."""
+    merged = copy.deepcopy(dict(sent))
     if "type" not in merged and "type" in shown:
         merged["type"] = shown["type"]
-    kind = merged.get("type")
-    # A timer keeps its window unless a new duration is sent (contract section 4), and a
-    # segmented bar needs its step count to draw an update that sends only current_step.
-    carried = {"timer": "duration_seconds", "segmented_progress": "number_of_steps"}.get(kind or "")
-    if carried and carried not in merged and carried in shown:
-        merged[carried] = shown[carried]
+    for field in _CARRIED.get(merged.get("type") or "", ()):
+        if field not in merged and field in shown:
+            merged[field] = shown[field]
     return merged
 
 
@@ -192,6 +219,14 @@ def _auto_dismiss(state: Mapping[str, Any]) -> float | None:
     return None
 
 
+@attrs.frozen
+class _Context:
+    endpoint: str
+    body: Any
+    fault: str | None
+    now: float
+
+
 class EmulatorState:
     """All of the emulator's memory and rules, guarded by one lock."""
 
@@ -199,6 +234,7 @@ class EmulatorState:
         self,
         *,
         max_live_activities: int | None,
+        requests_per_minute: int | None,
         clock: Callable[[], float],
         warning_updates: int,
         warning_interval: float,
@@ -207,6 +243,7 @@ class EmulatorState:
         self.lock = threading.RLock()
         self.recorded = threading.Condition(self.lock)
         self.max_live_activities = max_live_activities
+        self.budget = None if requests_per_minute is None else RequestBudget(requests_per_minute)
         self.clock = clock
         self.warning_updates = warning_updates
         self.warning_interval = warning_interval
@@ -228,6 +265,8 @@ class EmulatorState:
             self.paused.clear()
             self.requests.clear()
             self.latency = 0.0
+            if self.budget is not None:
+                self.budget.reset()
             self._changed()
 
     def _changed(self) -> None:
@@ -290,51 +329,66 @@ class EmulatorState:
         path: str,
         body: Any,
         *,
+        key: str,
         body_error: str | None = None,
         fault: str | None = None,
     ) -> Answer:
-        """Answer one authorized API request, changing state as the service would."""
+        """Answer one authorized API request (with API key ``key``), as the service would."""
         with self.lock:
             now = self.clock()
             route = self._route(method, path)
             if isinstance(route, Answer):
                 return route
             op, stream_key = route
-            if stream_key is not None and not _validate.check_stream_key(stream_key):
-                return Answer(
-                    400,
-                    {
-                        "error": "Invalid stream_key",
-                        "message": "stream_key must be 1-255 characters of letters, digits, "
-                        "'_' or '-'",
-                    },
-                )
-            if body_error is not None:
-                return _bad_request(body_error)
-            if body is None and op != _validate.STREAM_DELETE:
-                return _bad_request("a JSON body is required")
-            if body is not None and not isinstance(body, dict):
-                return _bad_request("the JSON body must be an object")
-            request: dict[str, Any] = body or {}
+            budget_headers: tuple[tuple[str, str], ...] = ()
+            if self.budget is not None:
+                spend = self.budget.spend(key, now)
+                budget_headers = spend.headers
+                if not spend.allowed:
+                    message = (
+                        f"Too many requests: {self.budget.limit} per {self.budget.window:g} s "
+                        f"for this account; retry in {spend.retry_after} s"
+                    )
+                    return Answer(429, _rules.rate_limited_body(message), budget_headers)
+            ctx = _Context(f"{method} {path}", body, fault, now)
+            answer = self._handle(op, stream_key, body, body_error, ctx)
+            return attrs.evolve(answer, headers=answer.headers + budget_headers)
+
+    def _handle(
+        self,
+        op: str,
+        stream_key: str | None,
+        body: Any,
+        body_error: str | None,
+        ctx: _Context,
+    ) -> Answer:
+        if stream_key is not None:
             try:
-                _validate.check_top_level(request, op)
-            except ValidationError as exc:
-                return _bad_request(str(exc))
-            handler = {
-                _validate.START: self._start,
-                _validate.UPDATE: self._update,
-                _validate.END: self._end_legacy,
-                _validate.STREAM_PUT: self._put,
-                _validate.STREAM_DELETE: self._delete,
-            }[op]
-            endpoint = f"{method} {path}"
-            return handler(request, stream_key or "", now, _Context(endpoint, body, fault))
+                _rules.check_stream_key(stream_key)
+            except RuleError as exc:
+                return Answer(400, exc.body)
+        if body_error is not None:
+            return _bad_request(body_error)
+        if body is None and op != _rules.STREAM_DELETE:
+            return _bad_request("a JSON body is required")
+        if body is not None and not isinstance(body, dict):
+            return _bad_request("the JSON body must be an object")
+        request: dict[str, Any] = body or {}
+        if op == _rules.START:
+            return self._start(request, ctx)
+        if op == _rules.UPDATE:
+            return self._update(request, ctx)
+        if op == _rules.END:
+            return self._end_legacy(request, ctx)
+        if op == _STREAM_PUT:
+            return self._put(request, stream_key or "", ctx)
+        return self._delete(request, stream_key or "", ctx)
 
     def _route(self, method: str, path: str) -> tuple[str, str | None] | Answer:
         legacy = {
-            "/live-activity/start": _validate.START,
-            "/live-activity/update": _validate.UPDATE,
-            "/live-activity/end": _validate.END,
+            "/live-activity/start": _rules.START,
+            "/live-activity/update": _rules.UPDATE,
+            "/live-activity/end": _rules.END,
         }
         if path in legacy:
             if method != "POST":
@@ -343,11 +397,11 @@ class EmulatorState:
         if path.startswith(_STREAM_PREFIX):
             key = path[len(_STREAM_PREFIX) :]
             if method == "PUT":
-                return _validate.STREAM_PUT, key
+                return _STREAM_PUT, key
             if method == "DELETE":
-                return _validate.STREAM_DELETE, key
+                return _rules.STREAM_DELETE, key
             return Answer(405, {"error": "Method Not Allowed", "message": "use PUT or DELETE"})
-        return Answer(404, {"error": "Not Found", "message": f"no endpoint {method} {path}"})
+        return Answer(404, _rules.not_found_body(f"no endpoint {method} {path}"))
 
     def _stream_activity(self, key: str) -> _Activity | None:
         activity_id = self.streams.get(key)
@@ -361,62 +415,65 @@ class EmulatorState:
         return activity
 
     def _capacity_answer(self) -> Answer | None:
+        # Assumption: the 4 concurrent activities of the Rate Limits page count live
+        # activities only (an ended card still on screen does not hold a place).
         limit = self.max_live_activities
         if limit is None:
             return None
         active = self.live_count()
-        return Answer(429, limit_body(limit, active)) if active >= limit else None
+        if active < limit:
+            return None
+        return Answer(429, _rules.limit_reached_body(limit, active))
 
     def _end(self, activity: _Activity, *, reason: str) -> None:
         activity.status = "ended"
         activity.ended_at = self.clock()
         activity.end_reason = reason
 
-    def _apply(self, activity: _Activity, state: dict[str, Any], body: Mapping[str, Any]) -> None:
+    def _apply(
+        self, activity: _Activity, state: dict[str, Any], body: Mapping[str, Any], now: float
+    ) -> None:
         activity.state = state
         activity.extras.update(_extras(body))
+        activity.updated_at = now
 
     def _note(
-        self, activity: _Activity | None, ctx: _Context, answer: Answer, now: float
+        self,
+        activity: _Activity | None,
+        ctx: _Context,
+        answer: Answer,
+        notes: list[str] | tuple[str, ...] = (),
     ) -> Answer:
-        if activity is not None:
-            activity.history.append(
-                HistoryEntry(
-                    time=now,
-                    endpoint=ctx.endpoint,
-                    request=copy.deepcopy(ctx.body),
-                    status=answer.status,
-                    response=copy.deepcopy(answer.body),
-                    fault=ctx.fault,
-                )
+        """Record ``answer`` in the activity's history and attach the activity to it."""
+        if activity is None:
+            return attrs.evolve(answer, notes=tuple(notes))
+        activity.history.append(
+            HistoryEntry(
+                time=ctx.now,
+                endpoint=ctx.endpoint,
+                request=copy.deepcopy(ctx.body),
+                status=answer.status,
+                response=copy.deepcopy(answer.body),
+                fault=ctx.fault,
+                notes=tuple(notes),
             )
-        return answer
+        )
+        return attrs.evolve(answer, activity=activity.snapshot(), notes=tuple(notes))
 
     def _checked(
-        self,
-        request: Mapping[str, Any],
-        shown: Mapping[str, Any],
-        op: str,
-    ) -> dict[str, Any] | Answer:
-        """The merged state after validation, or the 400 that refuses the request."""
-        sent = request.get("content_state")
-        if sent is None:
-            if op == _validate.STREAM_DELETE:
-                merged = None
-            else:
-                return _bad_request("content_state is required")
-        elif not isinstance(sent, dict):
-            return _bad_request("content_state must be a JSON object")
-        else:
-            merged = _merge(shown, sent)
+        self, op: str, request: Mapping[str, Any], shown: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any], list[str]] | Answer:
+        """The state to show after ``request`` and the rules' notes, or the 400."""
         try:
-            _validate.validate_request(request, merged, op)
-        except ValidationError as exc:
-            return _bad_request(str(exc))
-        return dict(shown) if merged is None else merged
+            notes = _rules.check_request(ENDPOINTS[op], request, shown=shown)
+        except RuleError as exc:
+            return Answer(400, exc.body)
+        sent = request.get("content_state")
+        merged = dict(shown or {}) if sent is None else _merge(shown or {}, sent)
+        return merged, notes
 
     def _common(self, activity_id: str, now: float) -> dict[str, Any]:
-        return {"success": True, "activity_id": activity_id, "timestamp": _iso(now)}
+        return {"success": True, "activity_id": activity_id, "timestamp": iso_timestamp(now)}
 
     def _delivery(self, activity: _Activity) -> dict[str, Any]:
         out: dict[str, Any] = {"devices_notified": 1, "users_notified": 1}
@@ -426,27 +483,25 @@ class EmulatorState:
 
     # -- legacy lifecycle ----------------------------------------------------------------
 
-    def _start(self, request: dict[str, Any], _key: str, now: float, ctx: _Context) -> Answer:
-        sent = request.get("content_state")
-        if isinstance(sent, dict) and "type" not in sent:
-            return _bad_request("content_state.type is required to start a Live Activity")
-        checked = self._checked(request, {}, _validate.START)
+    def _start(self, request: dict[str, Any], ctx: _Context) -> Answer:
+        checked = self._checked(_rules.START, request, None)
         if isinstance(checked, Answer):
             return checked
+        state, notes = checked
         refused = self._capacity_answer()
         if refused is not None:
             return refused
-        activity = self._new_activity(None, now)
-        self._apply(activity, checked, request)
+        activity = self._new_activity(None, ctx.now)
+        self._apply(activity, state, request, ctx.now)
         answer = Answer(
             200,
             {
-                **self._common(activity.id, now),
+                **self._common(activity.id, ctx.now),
                 **self._delivery(activity),
                 "effective_channel_slugs": activity.extras.get("channels"),
             },
         )
-        return self._note(activity, ctx, answer, now)
+        return self._note(activity, ctx, answer, notes)
 
     def _known(self, request: Mapping[str, Any]) -> _Activity | Answer:
         activity_id = request.get("activity_id")
@@ -456,9 +511,7 @@ class EmulatorState:
         if activity is None:
             # The contract models only 403 for a foreign activity; an id this emulator never
             # issued is answered 404 so that a lost or mistyped id is told apart from scope.
-            return Answer(
-                404, {"error": "Not Found", "message": f"no Live Activity {activity_id!r}"}
-            )
+            return Answer(404, _rules.not_found_body(f"no Live Activity {activity_id!r}"))
         return activity
 
     def _already_ended(self, activity: _Activity, now: float) -> Answer:
@@ -466,37 +519,39 @@ class EmulatorState:
         body = {**self._common(activity.id, now), "ignored": True}
         return Answer(200, {**body, "message": "Live Activity already ended"})
 
-    def _update(self, request: dict[str, Any], _key: str, now: float, ctx: _Context) -> Answer:
+    def _update(self, request: dict[str, Any], ctx: _Context) -> Answer:
         activity = self._known(request)
         if isinstance(activity, Answer):
             return activity
-        checked = self._checked(request, activity.state, _validate.UPDATE)
+        checked = self._checked(_rules.UPDATE, request, activity.state)
         if isinstance(checked, Answer):
-            return self._note(activity, ctx, checked, now)
+            return self._note(activity, ctx, checked)
+        state, notes = checked
         if activity.status == "ended":
-            return self._note(activity, ctx, self._already_ended(activity, now), now)
-        self._apply(activity, checked, request)
+            return self._note(activity, ctx, self._already_ended(activity, ctx.now), notes)
+        self._apply(activity, state, request, ctx.now)
         activity.update_count += 1
-        answer = Answer(200, {**self._common(activity.id, now), **self._delivery(activity)})
-        return self._note(activity, ctx, answer, now)
+        answer = Answer(200, {**self._common(activity.id, ctx.now), **self._delivery(activity)})
+        return self._note(activity, ctx, answer, notes)
 
-    def _end_legacy(self, request: dict[str, Any], _key: str, now: float, ctx: _Context) -> Answer:
+    def _end_legacy(self, request: dict[str, Any], ctx: _Context) -> Answer:
         activity = self._known(request)
         if isinstance(activity, Answer):
             return activity
-        checked = self._checked(request, activity.state, _validate.END)
+        checked = self._checked(_rules.END, request, activity.state)
         if isinstance(checked, Answer):
-            return self._note(activity, ctx, checked, now)
+            return self._note(activity, ctx, checked)
+        state, notes = checked
         if activity.status == "ended":
-            return self._note(activity, ctx, self._already_ended(activity, now), now)
-        self._apply(activity, checked, request)
+            return self._note(activity, ctx, self._already_ended(activity, ctx.now), notes)
+        self._apply(activity, state, request, ctx.now)
         self._end(activity, reason="ended")
-        activity.auto_dismiss = _auto_dismiss(checked)
+        activity.auto_dismiss = _auto_dismiss(state)
         answer = Answer(
             200,
-            {**self._common(activity.id, now), "devices_notified": 1, "end_reason": "ended"},
+            {**self._common(activity.id, ctx.now), "devices_notified": 1, "end_reason": "ended"},
         )
-        return self._note(activity, ctx, answer, now)
+        return self._note(activity, ctx, answer, notes)
 
     # -- streams -------------------------------------------------------------------------
 
@@ -508,42 +563,46 @@ class EmulatorState:
             "operation": operation,
             "stream_key": key,
             "activity_id": activity_id,
-            "timestamp": _iso(now),
+            "timestamp": iso_timestamp(now),
         }
 
-    def _put(self, request: dict[str, Any], key: str, now: float, ctx: _Context) -> Answer:
+    def _put(self, request: dict[str, Any], key: str, ctx: _Context) -> Answer:
         current = self._stream_activity(key)
+        # Assumption: a paused stream answers "paused" before the request is checked (it
+        # changes nothing either way).
         if key in self.paused:
             answer = Answer(
                 200,
                 {
-                    **self._stream_common(key, "paused", None, now),
+                    **self._stream_common(key, "paused", None, ctx.now),
                     "message": "This stream is paused by its owner; nothing was sent",
                 },
             )
-            return self._note(current, ctx, answer, now)
+            return self._note(current, ctx, answer)
         if current is None or current.status == "ended":
-            return self._put_start(request, key, now, ctx, previous=None)
-        if self.rotate_after is not None and now - current.started_at >= self.rotate_after:
-            return self._put_start(request, key, now, ctx, previous=current)
-        checked = self._checked(request, current.state, _validate.UPDATE)
+            return self._put_start(request, key, ctx, previous=None)
+        if self.rotate_after is not None and ctx.now - current.started_at >= self.rotate_after:
+            return self._put_start(request, key, ctx, previous=current)
+        checked = self._checked(_rules.STREAM_LATER, request, current.state)
         if isinstance(checked, Answer):
-            return self._note(current, ctx, checked, now)
+            return self._note(current, ctx, checked)
+        state, notes = checked
         extras = _extras(request)
-        if checked == current.state and all(current.extras.get(k) == v for k, v in extras.items()):
-            answer = Answer(200, self._stream_common(key, "noop", current.id, now))
-            return self._note(current, ctx, answer, now)
-        self._apply(current, checked, request)
+        if state == current.state and all(current.extras.get(k) == v for k, v in extras.items()):
+            current.updated_at = ctx.now
+            answer = Answer(200, self._stream_common(key, "noop", current.id, ctx.now))
+            return self._note(current, ctx, answer, notes)
+        self._apply(current, state, request, ctx.now)
         current.update_count += 1
         body = {
-            **self._stream_common(key, "updated", current.id, now),
+            **self._stream_common(key, "updated", current.id, ctx.now),
             **self._delivery(current),
             "effective_channel_slugs": current.extras.get("channels"),
         }
-        warning = self._warning(current, now)
+        warning = self._warning(current, ctx.now)
         if warning is not None:
             body["warning"] = warning
-        return self._note(current, ctx, Answer(200, body), now)
+        return self._note(current, ctx, Answer(200, body), notes)
 
     def _warning(self, activity: _Activity, now: float) -> str | None:
         count = activity.update_count
@@ -561,34 +620,30 @@ class EmulatorState:
         self,
         request: dict[str, Any],
         key: str,
-        now: float,
         ctx: _Context,
         *,
         previous: _Activity | None,
     ) -> Answer:
-        shown: Mapping[str, Any] = {} if previous is None else previous.state
-        sent = request.get("content_state")
-        if previous is None and isinstance(sent, dict) and "type" not in sent:
-            return _bad_request(
-                "content_state.type is required when the stream has no live activity"
-            )
-        op = _validate.STREAM_PUT if previous is None else _validate.UPDATE
-        checked = self._checked(request, shown, op)
+        # A rotation starts a fresh activity, but the stream infers its type, so the request
+        # is checked as the update it is from the client's side.
+        op = _rules.STREAM_FIRST if previous is None else _rules.STREAM_LATER
+        checked = self._checked(op, request, None if previous is None else previous.state)
         if isinstance(checked, Answer):
-            return self._note(previous, ctx, checked, now)
+            return self._note(previous, ctx, checked)
+        state, notes = checked
         if previous is None:
             refused = self._capacity_answer()
             if refused is not None:
                 return refused
         else:
             self._end(previous, reason="rotated")
-        activity = self._new_activity(key, now)
+        activity = self._new_activity(key, ctx.now)
         if previous is not None:
             activity.extras = copy.deepcopy(previous.extras)
-        self._apply(activity, checked, request)
+        self._apply(activity, state, request, ctx.now)
         operation = "started" if previous is None else "rotated"
         body = {
-            **self._stream_common(key, operation, activity.id, now),
+            **self._stream_common(key, operation, activity.id, ctx.now),
             **self._delivery(activity),
             "effective_channel_slugs": activity.extras.get("channels"),
         }
@@ -596,10 +651,10 @@ class EmulatorState:
             body["previous_activity_id"] = previous.id
         answer = Answer(200, body)
         if previous is not None:
-            self._note(previous, ctx, answer, now)
-        return self._note(activity, ctx, answer, now)
+            self._note(previous, ctx, answer, notes)
+        return self._note(activity, ctx, answer, notes)
 
-    def _delete(self, request: dict[str, Any], key: str, now: float, ctx: _Context) -> Answer:
+    def _delete(self, request: dict[str, Any], key: str, ctx: _Context) -> Answer:
         current = self._stream_activity(key)
         if current is None:
             return Answer(
@@ -609,31 +664,26 @@ class EmulatorState:
                     "message": f"No Live Activity stream with key {key!r}",
                 },
             )
-        checked = self._checked(request, current.state, _validate.STREAM_DELETE)
+        checked = self._checked(_rules.STREAM_DELETE, request, current.state)
         if isinstance(checked, Answer):
-            return self._note(current, ctx, checked, now)
+            return self._note(current, ctx, checked)
+        state, notes = checked
         if current.status == "ended":
             # The docs' "already inactive" example answers with a null activity_id.
             answer = Answer(
                 200,
                 {
-                    **self._stream_common(key, "ended", None, now),
+                    **self._stream_common(key, "ended", None, ctx.now),
                     "ignored": True,
                     "message": "The stream has no live activity",
                 },
             )
-            return self._note(current, ctx, answer, now)
-        self._apply(current, checked, request)
+            return self._note(current, ctx, answer, notes)
+        self._apply(current, state, request, ctx.now)
         self._end(current, reason="ended")
-        current.auto_dismiss = _auto_dismiss(checked)
+        current.auto_dismiss = _auto_dismiss(state)
         answer = Answer(
-            200, {**self._stream_common(key, "ended", current.id, now), "devices_notified": 1}
+            200,
+            {**self._stream_common(key, "ended", current.id, ctx.now), "devices_notified": 1},
         )
-        return self._note(current, ctx, answer, now)
-
-
-@attrs.frozen
-class _Context:
-    endpoint: str
-    body: Any
-    fault: str | None
+        return self._note(current, ctx, answer, notes)

@@ -36,6 +36,8 @@
   // Server time and page time at the last answer, so timers tick between answers.
   let serverNow = 0;
   let receivedAt = performance.now();
+  // Seconds without an accepted request after which a live card is marked stale.
+  let staleAfter = 600;
 
   function colorOf(name, fallback) {
     return COLORS[name] || fallback || DEFAULT_ACCENT;
@@ -64,6 +66,30 @@
   function formatNumber(value) {
     if (!isNumber(value)) return String(value);
     return value.toLocaleString("en-US", { maximumFractionDigits: 2 });
+  }
+
+  // A span for a number or readout that fit() may let wrap after a group separator.
+  function numberNode(cls, text) {
+    return el("span", { class: `${cls} breakable`, text: String(text) });
+  }
+
+  // Offer line breaks after group separators ("120,000," then "000") with <wbr>, so a value
+  // that must wrap does not split between two digits. Only while wrapping: Chromium honours
+  // <wbr> even under white-space: nowrap.
+  function allowBreaks(node, allowed) {
+    for (const span of node.querySelectorAll(".breakable")) {
+      const text = span.textContent;
+      if (!allowed) {
+        span.textContent = text;
+        continue;
+      }
+      const parts = text.split(/(?<=[,\s])/);
+      span.replaceChildren();
+      parts.forEach((part, index) => {
+        span.append(part);
+        if (index < parts.length - 1) span.append(el("wbr"));
+      });
+    }
   }
 
   function formatDuration(seconds) {
@@ -161,14 +187,18 @@
     const items = Array.isArray(state.metrics) ? state.metrics : [];
     const grid = el("div", {
       class: `widget widget-${kind} metrics-grid`,
-      style: { gridTemplateColumns: `repeat(${Math.min(Math.max(items.length, 1), 4)}, 1fr)` },
+      // minmax(0, 1fr): a long value must not widen its column past the card.
+    style: {
+      gridTemplateColumns: `repeat(${Math.min(Math.max(items.length, 1), 4)}, minmax(0, 1fr))`,
+    },
     });
     for (const item of items) {
       const color = colorOf(item.color, colorOf(state.color));
+      const full = formatNumber(item.value) + (item.unit ? ` ${item.unit}` : "");
       const value = el(
         "div",
-        { class: "metric-value", style: kind === "metrics" ? { color } : null },
-        el("span", { class: "metric-number", text: formatNumber(item.value) }),
+        { class: "metric-value fit", title: full, style: kind === "metrics" ? { color } : null },
+        numberNode("metric-number", formatNumber(item.value)),
         item.unit ? el("span", { class: "metric-unit", text: item.unit }) : null,
       );
       grid.append(
@@ -185,11 +215,13 @@
   }
 
   function timer(activity) {
-    const info = activity.timer || { elapsed: 0, running: false, counts_down: false, duration: null };
+    const info = activity.timer ||
+      { elapsed: 0, running: false, ended: false, counts_down: false, duration: null };
     const node = el("div", {
-      class: "timer" + (info.running ? " running" : " paused"),
+      class: "timer" + (info.ended ? " ended" : info.running ? " running" : " paused"),
       "data-elapsed": info.elapsed,
       "data-running": info.running ? "true" : "false",
+      "data-ended": info.ended ? "true" : "false",
       "data-counts-down": info.counts_down ? "true" : "false",
       "data-duration": info.duration,
       style: { color: colorOf(activity.state.color) },
@@ -206,10 +238,14 @@
     const countsDown = node.dataset.countsDown === "true";
     const shown = countsDown ? Math.ceil(Number(node.dataset.duration) - elapsed) : elapsed;
     node.textContent = formatDuration(shown);
-    if (label) {
-      const word = countsDown ? (shown <= 0 ? "done" : "remaining") : "elapsed";
-      label.textContent = running ? word : `${word} · paused`;
+    if (!label) return;
+    if (node.dataset.ended === "true") {
+      // The final reading: what the timer showed when the activity ended.
+      label.textContent = countsDown ? (shown <= 0 ? "done" : "left at the end") : "in total";
+      return;
     }
+    const word = countsDown ? (shown <= 0 ? "done" : "remaining") : "elapsed";
+    label.textContent = running ? word : `${word} · paused`;
   }
 
   function widget(activity) {
@@ -225,15 +261,22 @@
       case "timer":
         return timer(activity);
       case "alert":
-        return el("div", { class: "widget widget-alert" },
-          el("p", { class: "message", text: state.message || "", title: state.message || "" }));
-      case "value":
+        // On an alert, color tints the buttons (see actions()); the preview also marks the
+        // message with it, so a colour sent without buttons is visible too.
+        return el("div", {
+          class: "widget widget-alert",
+          "data-color": state.color || null,
+          style: state.color ? { borderLeftColor: colorOf(state.color) } : null,
+        }, el("p", { class: "message", text: state.message || "", title: state.message || "" }));
+      case "value": {
+        const text = state.value === undefined ? "" : formatNumber(state.value);
         return el("div", { class: "widget widget-value" },
           el("div", {
-            class: "value-readout",
-            text: state.value === undefined ? "" : formatNumber(state.value),
+            class: "value-readout fit",
+            title: text,
             style: { color: colorOf(state.color) },
-          }));
+          }, numberNode("value-text", text)));
+      }
       default:
         return null;
     }
@@ -271,12 +314,14 @@
     for (const [spec, cls] of [[activity.action, "primary"], [activity.secondary_action, "secondary"]]) {
       if (!spec || !spec.title) continue;
       const where = spec.type === "webhook" ? `webhook ${spec.method || "POST"} ${spec.url}` : spec.url;
+      let style = null;
+      if (tint) style = cls === "primary" ? { background: tint } : { color: tint };
       row.append(el("span", {
         class: `action ${cls}`,
         text: spec.title,
         title: where,
         "data-action-type": spec.type,
-        style: tint && cls === "primary" ? { background: tint } : null,
+        style,
       }));
     }
     return row.children.length ? row : null;
@@ -317,6 +362,15 @@
     if (activity.stream_key) {
       line.append(el("span", { class: "stream", text: activity.stream_key, title: "stream key" }));
     }
+    if (!ended) {
+      // Text filled in by tick(): "updated 3 min ago", and a stale marker past the threshold.
+      line.append(el("span", { class: "updated", "data-updated-at": activity.updated_at }));
+      line.append(el("span", {
+        class: "stale-marker",
+        text: "stale",
+        hidden: !activity.stale,
+      }));
+    }
     if (ended && activity.dismiss_at !== null) {
       line.append(el("span", {
         class: "dismissal",
@@ -347,6 +401,7 @@
         el("span", { class: "summary", text: entry.summary, title: entry.summary }),
         entry.fault ? el("span", { class: "fault", text: `fault: ${entry.fault}` }) : null,
         entry.warning ? el("span", { class: "warning", text: entry.warning }) : null,
+        ...(entry.notes || []).map((note) => el("span", { class: "note", text: `note: ${note}` })),
         entry.sent ? el("code", { class: "sent", text: entry.sent, title: entry.sent }) : null,
       );
       list.append(item);
@@ -360,7 +415,7 @@
       "article",
       {
         class: "activity" + (activity.status === "ended" ? " ended" : "") +
-          (activity.dismissed ? " dismissed" : ""),
+          (activity.dismissed ? " dismissed" : "") + (activity.stale ? " stale" : ""),
         "data-activity-id": activity.id,
         "data-type": activity.type,
         "data-status": activity.status,
@@ -382,13 +437,45 @@
       el("span", { class: "status-code", text: status }),
       el("span", { class: "summary", text: request.summary, title: request.summary }),
       request.fault ? el("span", { class: "fault", text: `fault: ${request.fault}` }) : null,
+      ...(request.notes || []).map((note) => el("span", { class: "note", text: `note: ${note}` })),
     );
+  }
+
+  // -- making values fit ---------------------------------------------------------------------
+
+  const FIT_MIN_PX = 9;
+
+  // A value too wide for its box shrinks, one pixel at a time, down to FIT_MIN_PX; if it is
+  // still too wide it wraps. It is never cut: the full value also shows on hover (title).
+  function fit(node) {
+    node.style.fontSize = "";
+    node.classList.remove("wrapped");
+    allowBreaks(node, false);
+    if (node.scrollWidth <= node.clientWidth) return;
+    let size = parseFloat(getComputedStyle(node).fontSize);
+    while (size > FIT_MIN_PX && node.scrollWidth > node.clientWidth) {
+      size -= 1;
+      node.style.fontSize = `${size}px`;
+    }
+    if (node.scrollWidth > node.clientWidth) {
+      node.classList.add("wrapped");
+      allowBreaks(node, true);
+    }
+  }
+
+  function formatAgo(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    if (s < 5) return "just now";
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min ago`;
   }
 
   // -- drawing and ticking -------------------------------------------------------------------
 
   function render(data) {
     serverNow = data.now;
+    staleAfter = data.stale_after;
     receivedAt = performance.now();
     // Cards whose data did not change keep their element, so nothing under the reader's
     // pointer (or a test's reference) is swapped out needlessly.
@@ -402,6 +489,7 @@
     });
     drawn = next;
     container.replaceChildren(...nodes);
+    for (const node of container.querySelectorAll(".fit")) fit(node);
     emptyNote.hidden = data.activities.length > 0;
     requestList.replaceChildren(...data.requests.map(requestItem));
     requestCount.textContent = String(data.requests.length);
@@ -414,6 +502,20 @@
       updateTimer(node, node.parentElement.querySelector(".timer-label"));
     }
     const now = nowOnServer();
+    for (const node of container.querySelectorAll(".updated")) {
+      const quiet = now - Number(node.dataset.updatedAt);
+      node.textContent = `updated ${formatAgo(quiet)}`;
+      node.title = `last accepted request at ${formatClock(Number(node.dataset.updatedAt))}`;
+      const stale = quiet >= staleAfter;
+      const article = node.closest(".activity");
+      article.classList.toggle("stale", stale);
+      const marker = article.querySelector(".stale-marker");
+      marker.hidden = !stale;
+      marker.title = stale
+        ? `no update for ${formatAgo(quiet).replace(" ago", "")}: its job may have stopped ` +
+          "without ending it"
+        : "";
+    }
     for (const node of container.querySelectorAll(".dismissal")) {
       const at = Number(node.dataset.dismissAt);
       const left = at - now;
