@@ -19,6 +19,7 @@ from activitysmith_track._activity import (
 )
 from activitysmith_track._client import Client, Result
 from activitysmith_track._config import Settings, configure
+from activitysmith_track._dispatch import Dispatcher
 from activitysmith_track._decorators import TrackedSteps, tracked_steps
 from activitysmith_track._errors import (
     ActivityEndedError,
@@ -74,6 +75,7 @@ __all__ = [
     "Color",
     "ConfigurationError",
     "ContentState",
+    "Dispatcher",
     "EndLook",
     "ForbiddenError",
     "Icon",

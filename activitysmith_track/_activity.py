@@ -383,20 +383,19 @@ class LiveActivity:
             )
         if not settings.strict:
             return
-        timeout = None
-        if not delivered:
-            timeout = TransportError(
-                f"the end of Live Activity {self.title!r} was not delivered within "
-                f"flush_timeout ({settings.flush_timeout:g}s)"
-            )
+        if delivered:
+            if lane.errors:  # a request given up earlier (a change refused, say)
+                raise lane.errors[0]
+            return
+        timeout = TransportError(
+            f"the end of Live Activity {self.title!r} was not delivered within "
+            f"flush_timeout ({settings.flush_timeout:g}s)"
+        )
         root = lane.errors[0] if lane.errors else lane.last_error
         if root is None:
-            if timeout is not None:
-                raise timeout
-            return
-        if timeout is not None:
-            # The root cause is what is raised; the timeout is its context.
-            root.__context__ = timeout
+            raise timeout
+        # The root cause ("could not connect") is what is raised; the timeout is its context.
+        root.__context__ = timeout
         raise root
 
     def _outcome_for(self, exc: BaseException | None) -> tuple[Outcome, EndLook | None]:

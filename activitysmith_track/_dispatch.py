@@ -363,7 +363,14 @@ Observer = Callable[[str, Lane, Any], None]
 
 
 class Dispatcher:
-    """Sends the requests of every activity of one account (API key and base URL)."""
+    """Sends the requests of every activity of one account (API key and base URL).
+
+    The library keeps one per account and uses it unless ``live_activity(dispatcher=...)``
+    hands in another: tests give one a :class:`~activitysmith_track.testing.FakeClock`, and
+    :meth:`flush` waits for everything its activities recorded. ``settings`` (default: the
+    environment and ``configure()``) give the account: key, base URL, request budget and
+    connections; each activity keeps its own debounce, budgets, timeouts and retry policy.
+    """
 
     # Seconds an idle sender thread with no lanes waits before it exits (the last one to go
     # closes the connections too).
@@ -371,12 +378,16 @@ class Dispatcher:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
         clock: Clock = time.monotonic,
         wire_factory: Callable[[Settings], Wire] | None = None,
         observer: Observer | None = None,
     ) -> None:
+        if settings is None:
+            from activitysmith_track._config import resolve_settings
+
+            settings = resolve_settings()
         self._settings = settings
         self.clock = clock
         self._wire_factory = wire_factory or _make_wire
@@ -544,6 +555,26 @@ class Dispatcher:
         finally:
             with self._cond:
                 self._shutdown_at = None
+
+    def quiet(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is on the wire and none is due now; False on timeout.
+
+        For tests with a :class:`~activitysmith_track.testing.FakeClock`: what waits for
+        time (debounce, budgets, retries) stays waiting until the clock moves, so once this
+        returns, what was sent is exactly what was due.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._wake_locked()
+            while True:
+                lane, job, due = self._next(self.clock())
+                due_now = job is not None and due <= self.clock()
+                if self._busy == 0 and not due_now:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
 
     def pending_ends(self) -> list[Lane]:
         """Lanes whose end is asked for and not delivered yet."""
@@ -757,19 +788,17 @@ class Dispatcher:
             return self._wire
 
     def _payload_for(self, lane: Lane, job: Job) -> tuple[Payload, Job]:
-        """What ``job`` sends now: rendered from the lane's newest state, on this thread."""
+        """What ``job`` sends now, rendered from the lane's newest state on this thread, and
+        the job it goes out as (an end of a pipeline step goes out as a hand-on)."""
         state, position = lane.read()
-        ending = lane.end_requested or lane.abandoned_at is not None
-        if ending and state.ending is None:
+        if job is not Job.END:
+            # A start is always the running state, even when the end is already queued
+            # behind it: the end follows with the final one.
+            return render(state, position, self.clock()), job
+        if state.ending is None:
             at = lane.abandoned_at if lane.abandoned_at is not None else self.clock()
             state = abandoned(state, at, lane.stopped_by)
-        if job is Job.END:
-            return final(state, position), state.end_job()
-        if job is Job.START and ending:
-            # The start never got through and the activity already ended: show the final
-            # state (the end follows, unless this start is itself the hand-on).
-            return final(state, position), Job.START
-        return render(state, position, self.clock()), job
+        return final(state, position), state.end_job()
 
     def _execute(self, lane: Lane, job: Job) -> None:
         inflight = lane.inflight
@@ -833,10 +862,6 @@ class Dispatcher:
                     if result.activity_id:
                         lane.activity_id = result.activity_id
                     self._observe("started", lane, result)
-                    if effective is Job.START and lane.end_requested:
-                        state = lane.state
-                        if state.target.stream_key is not None and state.end_job() is Job.HAND_ON:
-                            self._finish(lane)  # the start with the final state handed it on
                 elif job is Job.END:
                     self._observe("ended", lane, result)
                     self._finish(lane)

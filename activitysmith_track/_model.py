@@ -843,7 +843,7 @@ def _metadata(inst: object, attribute: attrs.Attribute[Any], value: object) -> N
         name = f"metadata.{key}"
         if len(key) > _MAX_METADATA_KEY:
             raise _refuse(name, key, f"key must be at most {_MAX_METADATA_KEY} characters long")
-        check_text("metadata key", key)
+        check_text("metadata key", key, empty=True)
         if isinstance(item, str):
             check_text(name, item, empty=True, max_len=_MAX_METADATA_TEXT)
         elif isinstance(item, bool):

@@ -263,11 +263,12 @@ def build_retrying(
     ``clock`` measures ``max_elapsed`` and the absolute ``deadline`` (same clock); ``sleep``
     performs the waits (the dispatcher drives the retrying step by step instead, see
     :class:`RetryPlan`). ``persistent`` retries until ``deadline`` whatever the attempt count
-    and elapsed time (an end or a start must not be given up while there is time left).
-    A wait the server named (a 429's Retry-After) is not a failed attempt: it never counts
-    toward ``max_attempts`` or ``max_elapsed``, only the deadline bounds it. ``on_retry_after``
-    hears of every such wait, which concerns the whole account, not only this request. The
-    last error is re-raised as itself when retrying stops.
+    and elapsed time (an end or a start must not be given up while there is time left), and
+    then a wait the server named (a 429's Retry-After) is not even a failed attempt. Without
+    it, such a wait counts toward ``max_attempts`` but not toward ``max_elapsed``: holding
+    back when asked to must not drop the state. ``on_retry_after`` hears of every such wait,
+    which concerns the whole account, not only this request. The last error is re-raised as
+    itself when retrying stops.
     """
     started = clock()
     failures = 0  # attempts that failed other than by a wait the server named
@@ -296,16 +297,18 @@ def build_retrying(
         resume_at = clock() + state.upcoming_sleep
         if deadline is not None and resume_at > deadline:
             return True
-        if persistent or server_named(state):
+        if persistent:
             return False
         if failures >= policy.max_attempts:
             return True
+        if server_named(state):
+            return False
         return resume_at - started - server_waited > policy.max_elapsed
 
     def count(state: tenacity.RetryCallState) -> None:
         # Runs first after each attempt (as tenacity's "after" hook), before wait and stop.
         nonlocal failures
-        if not server_named(state):
+        if not (persistent and server_named(state)):
             failures += 1
 
     def before_sleep(state: tenacity.RetryCallState) -> None:

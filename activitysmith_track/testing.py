@@ -35,13 +35,14 @@ dependency of this library)::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from activitysmith_track.emulator import Emulator
 
-__all__ = ["emulator_fixture", "running_emulator"]
+__all__ = ["FakeClock", "emulator_fixture", "running_emulator"]
 
 _ENV_BASE_URL = "ACTIVITYSMITH_BASE_URL"
 _ENV_API_KEY = "ACTIVITYSMITH_API_KEY"
@@ -95,3 +96,42 @@ def emulator_fixture(*, fast: bool = False, **options: Any) -> Iterator[Emulator
     """
     with running_emulator(fast=fast, **options) as emu:
         yield emu
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told, for tests of time (budgets, debounce,
+    retries, countdowns) that run instantly and exactly.
+
+    Hand it to a :class:`~activitysmith_track.Dispatcher` (``Dispatcher(clock=clock)``) and
+    the dispatcher to ``live_activity(..., dispatcher=...)``: every wait of the dispatcher is
+    measured on it, and :meth:`advance` wakes the dispatcher to look again::
+
+        clock = FakeClock()
+        dispatcher = Dispatcher(clock=clock)
+        with live_activity("Job", total=10, dispatcher=dispatcher) as la:
+            la.advance()
+            clock.advance(1.0)   # past the debounce: the update goes out now
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+        self._watchers: list[Callable[[], None]] = []
+
+    def __call__(self) -> float:
+        return self._now
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the clock moves."""
+        with self._lock:
+            self._watchers.append(callback)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward and wake whoever waits on it."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock only moves forward, not by {seconds!r}")
+        with self._lock:
+            self._now += seconds
+            watchers = list(self._watchers)
+        for callback in watchers:
+            callback()

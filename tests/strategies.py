@@ -52,8 +52,16 @@ BADGE_TYPES = frozenset(
 )
 
 colors = st.sampled_from(Color)
-titles = st.text(min_size=1, max_size=30)
-texts = st.text(max_size=30)
+# Text the service can store: no NUL, no lone surrogates (both refused by the model).
+storable = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+
+
+def text(*, min_size: int = 0, max_size: int | None = None) -> st.SearchStrategy[str]:
+    return st.text(storable, min_size=min_size, max_size=max_size)
+
+
+titles = text(min_size=1, max_size=30)
+texts = text(max_size=30)
 finite_floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
 non_negative = st.integers(0, 10**9) | st.floats(
     min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False
@@ -62,14 +70,14 @@ positive = st.integers(1, 10**6) | st.floats(
     min_value=0, max_value=1e6, exclude_min=True, allow_nan=False, allow_infinity=False
 )
 percentages = st.integers(0, 100) | st.floats(min_value=0, max_value=100, allow_nan=False)
-readouts = st.text(max_size=20) | st.integers(-(10**9), 10**9) | finite_floats
+readouts = text(max_size=20) | st.integers(-(10**9), 10**9) | finite_floats
 
 icons = st.builds(Icon, symbol=titles, color=st.none() | colors)
 badges = st.builds(Badge, title=titles, color=st.none() | colors)
 metric_values = (
     st.integers(0, 10**9)
     | st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
-    | st.text(min_size=1, max_size=64)
+    | text(min_size=1, max_size=64)
 )
 metrics = st.builds(
     Metric, label=titles, value=metric_values, unit=st.none() | texts, color=st.none() | colors
@@ -193,10 +201,10 @@ actions = st.one_of(
     ),
 )
 slugs = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True)
-tags = st.lists(st.text(min_size=1, max_size=64), max_size=20).map(tuple)
+tags = st.lists(text(min_size=1, max_size=64), max_size=20).map(tuple)
 metadata = st.dictionaries(
-    st.text(max_size=100),
-    st.text(max_size=200) | st.booleans() | st.integers() | finite_floats,
+    text(max_size=100),
+    text(max_size=200) | st.booleans() | st.integers(-(2**53), 2**53) | finite_floats,
     max_size=10,
 )
 alerts = st.fixed_dictionaries({}, optional={"title": texts, "body": texts})

@@ -33,23 +33,6 @@ START = "/live-activity/start"
 END = "/live-activity/end"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Emulator]:
-    with Emulator(fast=True) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    """The module's emulator, emptied, with the library pointed at it."""
-    server.reset()
-    monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
-    monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", server.base_url)
-    monkeypatch.setenv("ACTIVITYSMITH_TRACK_DEBOUNCE", "0")
-    monkeypatch.setenv("ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT", "5")
-    return server
-
-
 def start_and_end(emu: Emulator) -> tuple[dict[str, Any], dict[str, Any]]:
     """The content states of the only activity's start and end, checking their order."""
     requests = emu.requests
@@ -238,9 +221,9 @@ def test_current_activity_is_the_calls_own_and_only_inside(emu: Emulator) -> Non
     def inner() -> None:
         inside.append(current_activity())
 
-    assert current_activity() is None
+    assert not current_activity()
     outer()
-    assert current_activity() is None
+    assert not current_activity()
 
     first, nested, after = inside
     assert first is not None
@@ -409,7 +392,7 @@ def test_each_yield_completes_a_step(emu: Emulator) -> None:
             yield table
 
     for table in import_all():
-        between.append(current_activity())
+        between.append(current_activity() or None)
         assert table
 
     assert inside == [1, 2, 3]
@@ -660,7 +643,7 @@ def make_pipeline(log: list[tuple[str, int | None, str | None]]) -> Any:
 
     def seen(name: str) -> None:
         la = current_activity()
-        log.append((name, la and la.state.current_step, la and la.state.subtitle))
+        log.append((name, la.state.current_step if la else None, la.state.subtitle if la else None))
 
     @pipeline.step
     def extract() -> list[int]:
@@ -919,12 +902,12 @@ def test_pipeline_steps_in_worker_threads_need_the_context(emu: Emulator) -> Non
     @pipeline.step
     def extract() -> None:
         la = current_activity()
-        shown.append(la and la.state.current_step)
+        shown.append(la.state.current_step if la else None)
 
     @pipeline.step
     def load() -> None:
         la = current_activity()
-        shown.append(la and la.state.current_step)
+        shown.append(la.state.current_step if la else None)
 
     @pipeline
     async def etl() -> None:
@@ -1115,7 +1098,7 @@ def test_bad_arguments_fail_at_the_decorator(
 
 
 def test_bad_argument_errors_are_builtin_flavoured() -> None:
-    with pytest.raises(ValueError, match=r"steps must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"steps \(0\) must be at least 1"):
         tracked_steps(steps=0)
     with pytest.raises(TypeError, match=r"steps must be an int or a list of step names, not str"):
         tracked_steps(steps="3")
@@ -1176,3 +1159,16 @@ def test_ending_the_activity_twice_inside_is_the_jobs_own_error(emu: Emulator) -
     with pytest.raises(ActivityEndedError):
         job()
     start_and_end(emu)
+
+
+def test_every_option_is_checked_at_the_decorator_as_at_each_call() -> None:
+    with pytest.raises(ArgumentTypeError) as caught:
+        tracked_steps("Job", preview="yes")
+    assert caught.value.field == "preview"
+    with pytest.raises(ValidationError, match="flush_timeout"):
+        tracked_steps("Job", flush_timeout=-1)
+    with pytest.raises(ValidationError, match="did you mean subtitle"):
+        tracked_steps("Job", subtitel="typo")
+    with pytest.raises(ArgumentTypeError) as caught:
+        tracked_steps("Job", on_cancel=5)
+    assert caught.value.field == "on_cancel"

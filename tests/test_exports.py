@@ -20,6 +20,7 @@ PUBLIC = {
     "Color",
     "ConfigurationError",
     "ContentState",
+    "Dispatcher",
     "EndLook",
     "ForbiddenError",
     "Icon",

@@ -146,8 +146,8 @@ def test_valid_states_are_built(kwargs: dict[str, Any]) -> None:
 
 INVALID_STATES: list[tuple[dict[str, Any], str, str]] = [
     ({"title": ""}, "title", "must not be empty"),
-    ({"number_of_steps": 0}, "number_of_steps", "(0) must be >= 1"),
-    ({"current_step": -1}, "current_step", "(-1) must be >= 0"),
+    ({"number_of_steps": 0}, "number_of_steps", "(0) must be at least 1"),
+    ({"current_step": -1}, "current_step", "(-1) must be at least 0"),
     (
         {"number_of_steps": 3, "current_step": 4},
         "current_step",
@@ -159,10 +159,10 @@ INVALID_STATES: list[tuple[dict[str, Any], str, str]] = [
     ({"percentage": math.inf}, "percentage", "must be a finite number"),
     ({"value": math.nan}, "value", "must be a finite number"),
     ({"value": -math.inf}, "value", "must be a finite number"),
-    ({"upper_limit": 0}, "upper_limit", "(0) must be > 0"),
-    ({"upper_limit": -2.5}, "upper_limit", "must be > 0"),
+    ({"upper_limit": 0}, "upper_limit", "(0) must be greater than 0"),
+    ({"upper_limit": -2.5}, "upper_limit", "must be greater than 0"),
     ({"upper_limit": math.inf}, "upper_limit", "must be a finite number"),
-    ({"duration_seconds": 0}, "duration_seconds", "must be > 0"),
+    ({"duration_seconds": 0}, "duration_seconds", "must be greater than 0"),
     ({"metrics": []}, "metrics", "(0 items) must have 1 to 8 items"),
     (
         {"metrics": [{"label": str(i), "value": i} for i in range(9)]},
@@ -182,8 +182,8 @@ INVALID_STATES: list[tuple[dict[str, Any], str, str]] = [
     ({"icon": {}}, "icon.symbol", "is required"),
     ({"badge": {"title": ""}}, "badge.title", "must not be empty"),
     ({"step_colors": ["red", "pink"]}, "step_colors[1]", "must be one of"),
-    ({"auto_dismiss_minutes": -1}, "auto_dismiss_minutes", "must be >= 0"),
-    ({"auto_dismiss_seconds": -1}, "auto_dismiss_seconds", "must be >= 0"),
+    ({"auto_dismiss_minutes": -1}, "auto_dismiss_minutes", "must be at least 0"),
+    ({"auto_dismiss_seconds": -1}, "auto_dismiss_seconds", "must be at least 0"),
     ({"type": "bar"}, "type", "must be one of: segmented_progress, progress"),
     ({"type": "timer", "badge": {"title": "b"}}, "badge", "is not shown on timer activities"),
     ({"type": "metrics", "badge": {"title": "b"}}, "badge", "is not shown on metrics"),

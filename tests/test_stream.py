@@ -22,15 +22,6 @@ from activitysmith_track.emulator import Emulator, Fault, RecordedRequest
 STEPS = ["extract", "transform", "load"]
 
 
-@pytest.fixture
-def emu(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
-    monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", emulator.base_url)
-    monkeypatch.setenv("ACTIVITYSMITH_TRACK_DEBOUNCE", "0")
-    monkeypatch.setenv("ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT", "5")
-    return emulator
-
-
 def stream_requests(emu: Emulator, key: str) -> list[RecordedRequest]:
     return [r for r in emu.requests if r.path == f"/live-activity/stream/{key}"]
 
