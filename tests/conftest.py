@@ -16,6 +16,15 @@ settings.register_profile("activitysmith-track", deadline=None, database=None)
 settings.load_profile("activitysmith-track")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The ledger of every test (and of every subprocess a test starts, which inherits the
+    environment) lives in a temporary directory, never in the user's own state directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACTIVITYSMITH_TRACK_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _no_delivery_carries_over() -> Iterator[None]:
     """After each test, stop its background senders, so that a retry still running against
