@@ -460,7 +460,20 @@ class Client:
             request=request,
             retry_after=retry_after,
             text=None if body is not None else (self._excerpt(content) or None),
+            hint=self._path_hint(status, body),
         )
+
+    def _path_hint(self, status: int, body: Mapping[str, Any] | None) -> str | None:
+        """``did you mean <url>/api?`` when the answer looks like a web site's, not the API's.
+
+        The API never answers 405 and its 404s are JSON objects; a base URL without the
+        ``/api`` path reaches the web site instead, which does both.
+        """
+        if status != 405 and not (status == 404 and body is None):
+            return None
+        if urlsplit(self._base_url).path.rstrip("/").endswith("/api"):
+            return None
+        return f"the base URL has no /api path: did you mean {self._base_url}/api?"
 
     def _result(
         self,

@@ -148,6 +148,7 @@ class APIError(ActivitySmithTrackError):
 
     ``status`` is the HTTP status, ``error`` and ``message`` the server's own fields (when its
     body had them), ``body`` the parsed JSON body (or ``None``) and ``request`` what was sent.
+    ``hint`` is our own guess at the cause, when there is one (``did you mean .../api?``).
     """
 
     def __init__(
@@ -158,12 +159,14 @@ class APIError(ActivitySmithTrackError):
         message: str | None = None,
         body: Mapping[str, Any] | None = None,
         request: RequestInfo | None = None,
+        hint: str | None = None,
     ) -> None:
         self.status = status
         self.error = error
         self.message = message
         self.body = body
         self.request = request
+        self.hint = hint
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -171,7 +174,8 @@ class APIError(ActivitySmithTrackError):
         if self.request is not None:
             parts.append(f"from {self.request}")
         text = ": ".join(p for p in (self.error, self.message) if p)
-        return " ".join(parts) + (f": {text}" if text else "")
+        described = " ".join(parts) + (f": {text}" if text else "")
+        return f"{described}; {self.hint}" if self.hint else described
 
 
 class BadRequestError(APIError):
@@ -246,6 +250,7 @@ def error_for_status(
     request: RequestInfo | None = None,
     retry_after: float | None = None,
     text: str | None = None,
+    hint: str | None = None,
 ) -> APIError:
     """Build the error for an HTTP error answer, telling the two kinds of 429 apart.
 
@@ -259,6 +264,7 @@ def error_for_status(
         "message": message if isinstance(message, str) else None,
         "body": body,
         "request": request,
+        "hint": hint,
     }
     if status == 429:
         if body is not None and "limit" in body and "active" in body:

@@ -63,11 +63,13 @@ __all__ = [
     "Entry",
     "OwnerStatus",
     "Ticket",
+    "database_path",
     "end_orphans",
     "final_state",
     "key_fingerprint",
     "open_entries",
     "orphans",
+    "problem",
     "record_end",
     "record_start",
     "record_state",
@@ -496,6 +498,26 @@ def open_entries(settings: Settings) -> list[Entry]:
     except Exception as exc:
         _trouble("be read", exc)
         return []
+
+
+def problem(settings: Settings) -> str | None:
+    """Why the ledger cannot be used with ``settings`` (``None`` when it can, or is off):
+    for ``activitysmith-track doctor``, ``list`` and ``cleanup``, which must say so."""
+    if not settings.ledger:
+        return None
+    try:
+        with get_store(_directory(settings)).read(SCHEMA) as conn:
+            conn.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()
+    except StoreUnavailable as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def database_path(settings: Settings) -> Path:
+    """Where the ledger of ``settings`` lives."""
+    return get_store(_directory(settings)).path
 
 
 def orphans(settings: Settings) -> list[Entry]:
