@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from activitysmith_track._cli import build_parser, default_title
+from activitysmith_track._cli import build_parser, build_script_parser, default_title
 from activitysmith_track.emulator import Emulator, Fault, RecordedRequest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
@@ -827,6 +827,127 @@ def test_run_python_script_fails_with_the_exception_type(emu: Emulator, tmp_path
     final = end_state(emu)
     assert final["title"] == "etl.py"
     assert failed_with(final["subtitle"], "exit code 1: ValueError: bad row 7")
+
+
+STEPPING_SCRIPT = """
+    import sys
+    from activitysmith_track import current_activity
+
+    print("argv", sys.argv[1:])
+    current_activity().step()
+    current_activity().step()
+"""
+
+
+def test_script_mode_takes_the_activity_options_of_run(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "etl.py"
+    script.write_text(textwrap.dedent(STEPPING_SCRIPT))
+    result = cli(
+        emu,
+        "--title",
+        "Nightly ETL",
+        "--step",
+        "extract",
+        "--step",
+        "load",
+        "--color",
+        "blue",
+        "--tag",
+        "etl",
+        str(script),
+        "--title",
+        "the script's own",
+    )
+
+    assert result.returncode == 0, result.stderr
+    # Everything after the script is the script's.
+    assert result.stdout == b"argv ['--title', \"the script's own\"]\n"
+    start = only(emu, START).body
+    assert start["content_state"]["title"] == "Nightly ETL"
+    assert start["content_state"]["type"] == "segmented_progress"
+    assert start["content_state"]["number_of_steps"] == 2
+    assert start["content_state"]["color"] == "blue"
+    assert start["tags"] == ["etl"]
+    final = end_state(emu)
+    assert final["current_step"] == 2
+    assert final["subtitle"].startswith("Done")
+
+
+def test_script_mode_drives_a_stream(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("print('hi')\n")
+    result = cli(emu, "--stream-key", "nightly", "--total", "10", str(script))
+
+    assert result.returncode == 0, result.stderr
+    put, delete = emu.requests
+    assert (put.method, delete.method) == ("PUT", "DELETE")
+    assert put.body["content_state"]["type"] == "progress"
+    assert put.body["content_state"]["upper_limit"] == 10
+    record = emu.stream_activity("nightly")
+    assert record is not None
+    assert record.status == "ended"
+
+
+def test_script_mode_without_a_key_runs_the_script_with_one_warning(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nprint('ran')\nsys.exit(5)\n")
+    result = cli(None, "--steps", "2", str(script))
+
+    assert result.returncode == 5
+    assert result.stdout == b"ran\n"
+    (line,) = result.stderr.decode().splitlines()
+    assert "ACTIVITYSMITH_API_KEY is not set" in line
+
+
+def test_script_mode_and_run_share_their_activity_options() -> None:
+    def options(parser: argparse.ArgumentParser) -> dict[str, str | None]:
+        return {
+            option: action.help
+            for action in parser._actions
+            for option in action.option_strings
+            if option not in ("-h", "--help")
+        }
+
+    run_parser = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["run"]
+    script_options = options(build_script_parser())
+    run_options = options(run_parser)
+    assert set(script_options) <= set(run_options)
+    # Only what cannot apply in-process is run's alone: markers read a child's output.
+    assert set(run_options) - set(script_options) == {
+        "--hide-markers",
+        "--marker-regex",
+        "--no-markers",
+    }
+    for option in ("--title", "--flush-timeout"):
+        assert script_options[option] != run_options[option]  # each names its own job
+        assert script_options[option] is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steps", "0", "SCRIPT"], "must be at least 1"),
+        (["--bogus", "SCRIPT"], "unrecognized arguments"),
+        (["--steps", "2", "--total", "4", "SCRIPT"], "not allowed with"),
+        (["--title", "T"], "required: script"),
+        (["--base-url", "http://127.0.0.1:9/api", "list"], "options go after the command"),
+    ],
+)
+def test_bad_script_mode_options_exit_2_with_one_line(
+    emu: Emulator, tmp_path: Path, args: list[str], message: str
+) -> None:
+    sentinel = tmp_path / "ran"
+    script = tmp_path / "job.py"
+    script.write_text(f"open({str(sentinel)!r}, 'w').close()\n")
+    result = cli(emu, *[str(script) if a == "SCRIPT" else a for a in args])
+
+    assert result.returncode == 2
+    (line,) = result.stderr.decode().splitlines()
+    assert message in line
+    assert not sentinel.exists()
+    assert emu.requests == []
 
 
 # -- bad input ---------------------------------------------------------------------------------
