@@ -681,7 +681,7 @@ def _cannot_run(name: str, exc: OSError) -> tuple[int, str, str]:
 
 @contextlib.contextmanager
 def _terminate_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt for the block (main thread only)."""
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt for the block (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -689,11 +689,13 @@ def _terminate_interrupts() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {signum: signal.signal(signum, interrupt) for signum in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _finish(

@@ -410,8 +410,8 @@ def record_state(
     activity_id: str | None = None,
 ) -> None:
     """Note the latest content state sent (and the activity id, if it changed: a rotation)."""
-    if ticket is None:
-        return
+    if ticket is None or ticket.pid != os.getpid():
+        return  # a forked child never speaks for its parent's activities
     try:
         text = _state_json(state)
         kind = _kind_of(state)
@@ -428,8 +428,8 @@ def record_state(
 
 def record_end(ticket: Ticket | None) -> None:
     """Note that the activity's end was delivered (or handed on): the entry goes."""
-    if ticket is None:
-        return
+    if ticket is None or ticket.pid != os.getpid():
+        return  # a forked child never speaks for its parent's activities
     try:
         with get_store(ticket.directory).write(SCHEMA) as conn:
             conn.execute(

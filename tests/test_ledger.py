@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -565,3 +566,25 @@ def test_the_background_sweep_runs_once_per_process_and_account(
     assert [a.status for a in emulator.activities.values()] == ["ended"]
     assert ledger.sweep_in_background(settings) is None
     assert ledger.sweep_in_background(settings_for(emulator.base_url, state, ledger=False)) is None
+
+
+def test_a_forked_child_never_ends_its_parents_entries(state: Path) -> None:
+    settings = settings_for("http://127.0.0.1:9/api", state)
+    ticket = ledger.record_start(settings, title="Parent's", stream_key="parent")
+    assert ticket is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            ledger.record_state(ticket, {"title": "child's"})
+            ledger.record_end(ticket)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    (entry,) = ledger.open_entries(settings)
+    assert entry.title == "Parent's"
+    assert entry.state is None
