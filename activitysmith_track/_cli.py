@@ -57,7 +57,7 @@ from activitysmith_track._model import (
     Payload,
     validate_stream_key,
 )
-from activitysmith_track._runner import RunOutcome, run_child, signal_name
+from activitysmith_track._runner import CannotStart, RunOutcome, run_child, signal_name
 from activitysmith_track._version import __version__
 
 __all__ = ["main"]
@@ -638,10 +638,10 @@ def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
             on_started=start,
             hide_markers=args.hide_markers,
         )
-    except OSError as exc:
+    except CannotStart as exc:
         # As a shell: 127 when there is no such command, 126 when it cannot be executed. The
         # phone learns it too: the job did not start.
-        code, reason, shown = _cannot_run(command[0], exc)
+        code, reason, shown = _cannot_run(command[0], exc.error)
         print(f"{prog}: {reason}", file=sys.stderr, flush=True)
         with contextlib.suppress(KeyboardInterrupt), _terminate_interrupts():
             try:

@@ -34,7 +34,7 @@ import attrs
 
 from activitysmith_track._markers import Marker, MarkerParser
 
-__all__ = ["RunOutcome", "StreamPump", "run_child", "signal_name"]
+__all__ = ["CannotStart", "RunOutcome", "StreamPump", "run_child", "signal_name"]
 
 logger = logging.getLogger("activitysmith_track")
 
@@ -171,6 +171,14 @@ class StreamPump:
                 self.close()
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class CannotStart(Exception):
+    """The command could not be executed (not found, not executable); ``error`` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(str(error))
 
 
 @attrs.frozen(kw_only=True)
@@ -387,7 +395,8 @@ def run_child(
     stdout: BinaryIO | None = None,
     stderr: BinaryIO | None = None,
 ) -> RunOutcome:
-    """Run ``command`` to its end, passing its output through; ``OSError`` if it cannot start.
+    """Run ``command`` to its end, passing its output through; :class:`CannotStart` if it
+    cannot be executed at all.
 
     ``on_started`` runs once the child is running. ``PYTHONUNBUFFERED=1`` is set in the
     child's environment so Python children write as they go although their output is a pipe.
@@ -407,13 +416,16 @@ def run_child(
             options: dict[str, object] = {"preexec_fn": setup} if setup is not None else {}
             if setup is None and _POSIX:
                 options["process_group"] = 0
-            proc = subprocess.Popen(
-                list(command),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                **options,  # type: ignore[call-overload]
-            )
+            try:
+                proc = subprocess.Popen(
+                    list(command),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    **options,  # type: ignore[call-overload]
+                )
+            except OSError as exc:
+                raise CannotStart(exc) from exc
             if terminal is not None:
                 terminal.hand_to(proc.pid)  # done by the child already; this makes it sure
             assert proc.stdout is not None

@@ -726,6 +726,17 @@ def test_the_command_holds_the_terminal_and_hands_it_back(emu: Emulator) -> None
     assert end_state(emu)["subtitle"].startswith("Done")
 
 
+def test_a_command_that_cannot_start_in_a_terminal_leaves_the_terminal_ours(
+    emu: Emulator,
+) -> None:
+    # The child took the terminal just before its exec failed; the wrapper takes it back.
+    with terminal_job(emu, "--", "no-such-command-xyz") as master:
+        output = read_until(master, b"handed back: ") + rest_of(master)
+    assert b"command not found: no-such-command-xyz" in output
+    assert b"shell: job exited 127" in output
+    assert b"handed back: True" in output
+
+
 COUNTS_SIGINT = """
     import os, signal, time
     count = 0
