@@ -19,8 +19,8 @@ from activitysmith_track._activity import (
 )
 from activitysmith_track._client import Client, Result
 from activitysmith_track._config import Settings, configure
-from activitysmith_track._dispatch import Dispatcher
 from activitysmith_track._decorators import TrackedSteps, tracked_steps
+from activitysmith_track._dispatch import Dispatcher
 from activitysmith_track._errors import (
     ActivityEndedError,
     ActivitySmithTrackError,

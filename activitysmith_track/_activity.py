@@ -751,9 +751,12 @@ class LiveActivity:
                 check_number("value", bar["value"], minimum=0)
             if bar.get("upper_limit") is not None:
                 check_number("upper_limit", bar["upper_limit"], above=0)
-            if bar.get("value") is not None and bar.get("upper_limit") is None:
-                if self._lane.state.total is None:
-                    raise UsageError("value= on a progress activity needs upper_limit= or total=")
+            if (
+                bar.get("value") is not None
+                and bar.get("upper_limit") is None
+                and self._lane.state.total is None
+            ):
+                raise UsageError("value= on a progress activity needs upper_limit= or total=")
         lane = self._lane
         with self._lock:
             if self._ended:

@@ -6,11 +6,16 @@
     activitysmith-track start --title T [state options]          # prints the activity id
     activitysmith-track update (ACTIVITY_ID | --stream-key KEY) --title T [state options]
     activitysmith-track end (ACTIVITY_ID | --stream-key KEY) [--title T] [state options]
+    activitysmith-track list [--json]                             # open activities (the ledger)
+    activitysmith-track cleanup                                   # end those whose process died
+    activitysmith-track doctor                                    # check key, URL, account, clock
     activitysmith-track emulator [--port P]
-    python -m activitysmith_track script.py ARGS...               # a Python script, in-process
+    python -m activitysmith_track [options] script.py ARGS...     # a Python script, in-process
 
-Exit codes: ``run`` exits with the command's own code (128 + N when signal N killed it);
-bad input exits 2 before anything starts; an API error in a one-shot command exits 1.
+Exit codes: ``run`` exits with the command's own code (128 + N when signal N killed it; 127
+and 126 when it cannot be found or executed, as shells do), whatever happens to tracking;
+bad command-line syntax exits 2 before anything starts; an API or configuration error in a
+one-shot command exits 1.
 The API key is read from ``ACTIVITYSMITH_API_KEY`` only: a key on the command line would be
 visible to every user of the machine in ``ps``.
 """
@@ -55,7 +60,7 @@ from activitysmith_track._model import (
     validate_stream_key,
 )
 from activitysmith_track._render import render
-from activitysmith_track._runner import RunOutcome, run_child, signal_name
+from activitysmith_track._runner import CannotStart, RunOutcome, run_child, signal_name
 from activitysmith_track._state import Job, Target, operation, plan
 from activitysmith_track._version import __version__
 
@@ -70,7 +75,7 @@ EXIT_API_ERROR = 1
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
 
-_SUBCOMMANDS = ("run", "start", "update", "end", "emulator")
+_SUBCOMMANDS = ("run", "start", "update", "end", "list", "cleanup", "doctor", "emulator")
 # Commands that run another command: the title names the one they run.
 _WRAPPERS = frozenset({"env", "nice", "nohup", "timeout", "ionice", "stdbuf", "time", "chrt"})
 _WRAPPER_ARGUMENT = re.compile(r"-.*|\w+=.*|\d+(\.\d+)?[smhd]?")
@@ -85,10 +90,11 @@ _KEY_HELP = (
 )
 _RUN_DESCRIPTION = """\
 Run CMD under a Live Activity. Its output passes through unchanged and its exit
-code is ours (128+N when signal N killed it). SIGINT and SIGTERM are forwarded
-to it and end the activity as cancelled; a non-zero exit ends it as failed,
-naming the exit code (or signal) and the last line of stderr. PYTHONUNBUFFERED=1
-is set for CMD so that Python output is not held back in the pipe.
+code is ours (128+N when signal N killed it). SIGINT, SIGTERM and SIGHUP are
+forwarded to its whole process group and end the activity as cancelled; a
+non-zero exit ends it as failed, naming the exit code (or signal) and the last
+line of stderr. PYTHONUNBUFFERED=1 is set for CMD so that Python output is not
+held back in the pipe. Without an API key CMD still runs, with one warning.
 
 The API key is read from $ACTIVITYSMITH_API_KEY only: options are visible to
 every user in ps."""
@@ -198,22 +204,16 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_run(sub: Any) -> None:
-    run = sub.add_parser(
-        "run",
-        help="run a command under a Live Activity",
-        description=_RUN_DESCRIPTION,
-        epilog=_RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument("--title", help="the activity's title (default: the command's name)")
-    run.add_argument("--subtitle", help="text under the title until the first step")
-    kind = run.add_mutually_exclusive_group()
+def _add_activity_options(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """The options that shape the activity: shared by ``run`` and script mode."""
+    parser.add_argument("--title", help=f"the activity's title (default: the {what}'s name)")
+    parser.add_argument("--subtitle", help="text under the title until the first step")
+    kind = parser.add_mutually_exclusive_group()
     kind.add_argument(
         "--steps",
         type=_int_at_least(1),
         metavar="N",
-        help="show N steps; each ::step:: marker begins the next one",
+        help="show N steps; each ::step:: marker (or step() call) begins the next one",
     )
     kind.add_argument(
         "--step",
@@ -232,27 +232,62 @@ def _add_run(sub: Any) -> None:
         action="store_true",
         help="show a progress bar driven by '::progress:: 40%%' or '::progress:: 40/100'",
     )
-    run.add_argument("--color", choices=_COLORS, help="accent colour while running")
-    run.add_argument("--icon", metavar="SYMBOL", help="SF Symbol name shown with the title")
-    run.add_argument(
+    parser.add_argument("--color", choices=_COLORS, help="accent colour while running")
+    parser.add_argument("--icon", metavar="SYMBOL", help="SF Symbol name shown with the title")
+    parser.add_argument(
         "--stream-key",
         type=_stream_key,
         metavar="KEY",
         help="drive the stream KEY (PUT/DELETE) instead of a new activity per run",
     )
-    run.add_argument(
+    parser.add_argument(
         "--channel",
         action="append",
         metavar="SLUG",
         help="send to this channel only (repeatable)",
     )
-    run.add_argument("--tag", action="append", metavar="TAG", help="tag the activity (repeatable)")
-    run.add_argument(
+    parser.add_argument(
+        "--tag", action="append", metavar="TAG", help="tag the activity (repeatable)"
+    )
+    parser.add_argument(
+        "--no-error-text",
+        action="store_true",
+        help="on failure show only the exit code, signal or exception type, not its text "
+        "(also: ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=0)",
+    )
+    parser.add_argument(
+        "--debounce",
+        type=_number,
+        metavar="SECONDS",
+        help="wait this long after a change before sending it, so bursts of changes "
+        "go out as one update (default 1)",
+    )
+    parser.add_argument(
+        "--flush-timeout",
+        type=_number,
+        metavar="SECONDS",
+        help=f"after the {what} ends, wait at most this long for the final state to be "
+        "delivered (default: $ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT, else 10)",
+    )
+    _add_connection(parser)
+
+
+def _add_run(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run a command under a Live Activity",
+        description=_RUN_DESCRIPTION,
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_activity_options(run, what="command")
+    markers = run.add_argument_group("markers")
+    markers.add_argument(
         "--hide-markers",
         action="store_true",
         help="do not show marker lines (output then passes line by line, not byte by byte)",
     )
-    run.add_argument(
+    markers.add_argument(
         "--marker-regex",
         type=_regex,
         default=None,
@@ -261,36 +296,33 @@ def _add_run(sub: Any) -> None:
         "(step|progress|metric) and an optional group 'value' "
         f"(default: {DEFAULT_PATTERN.replace('%', '%%')})",
     )
-    run.add_argument(
+    markers.add_argument(
         "--no-markers", action="store_true", help="ignore markers; only time the command"
     )
-    run.add_argument(
-        "--no-error-text",
-        action="store_true",
-        help="on failure show only the exit code or signal, not the last line of stderr "
-        "(also: ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=0)",
-    )
-    run.add_argument(
-        "--debounce",
-        type=_number,
-        metavar="SECONDS",
-        help="wait this long after a change before sending it, so bursts of markers "
-        "go out as one update (default 1)",
-    )
-    run.add_argument(
-        "--flush-timeout",
-        type=_number,
-        metavar="SECONDS",
-        help="after the command ends, wait at most this long for the final state to be "
-        "delivered (default: $ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT, else 10)",
-    )
-    _add_connection(run)
     run.add_argument(
         "command",
         nargs=argparse.REMAINDER,
         metavar="-- CMD ARGS",
         help="the command to run, after --",
     )
+
+
+def build_script_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The parser of script mode: ``[options] script.py ARGS`` (the options of ``run``
+    that make sense in-process)."""
+    parser = _Parser(
+        prog=prog,
+        usage=f"{prog} [options] script.py [ARGS ...]",
+        description="Run a Python script in this process, inside a Live Activity; the script "
+        "reaches it with activitysmith_track.current_activity(). Options go before the "
+        f"script; everything after it is the script's. {_KEY_HELP}",
+    )
+    _add_activity_options(parser, what="script")
+    parser.add_argument("script", help="the Python script to run")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, metavar="ARGS", help="the script's own arguments"
+    )
+    return parser
 
 
 def _add_state(parser: argparse.ArgumentParser, *, op: str) -> None:
@@ -413,6 +445,47 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "end a started activity",
         "End a Live Activity started with 'start' (or a stream) with its final state.",
     )
+    listing = sub.add_parser(
+        "list",
+        help="show the activities this machine started and did not end",
+        description="Show the Live Activities this machine started and has not ended, from "
+        "the local ledger: running (its process is alive), orphaned (its process died; "
+        "'cleanup' ends it) or from another host sharing the state directory.",
+    )
+    listing.add_argument("--json", action="store_true", help="print the entries as JSON")
+    _add_connection(listing)
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="end the activities whose process died",
+        description="End, now, the Live Activities this machine started whose process died "
+        "(killed, crashed, out of memory) and that nothing ended: each shows where it stopped "
+        "and 'Stopped: the process died'. Only those started with the current API key and "
+        f"base URL are ended. {_KEY_HELP}",
+    )
+    cleanup.add_argument(
+        "--timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up after this long, retries included (default 30)",
+    )
+    _add_connection(cleanup)
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the API key, base URL, account and clock",
+        description="Check the setup: the API key (set, well formed, accepted), the base URL "
+        "(reachable, GET /health, the /api path), the account (one harmless request) and "
+        "the clock; print each finding with its fix. Exits 1 when something is wrong. "
+        f"{_KEY_HELP}",
+    )
+    doctor.add_argument(
+        "--timeout",
+        type=_positive,
+        default=5.0,
+        metavar="SECONDS",
+        help="wait at most this long for each answer (default 5)",
+    )
+    _add_connection(doctor)
     sub.add_parser(
         "emulator",
         help="serve a local ActivitySmith API for trying things out (see 'emulator --help')",
@@ -450,20 +523,63 @@ def _fail(prog: str, message: str) -> int:
     return EXIT_USAGE
 
 
-def _settings(options: dict[str, Any]) -> Settings:
-    """Settings from the environment and options, refusing to go on without a key."""
+class NoKey(Exception):
+    """A one-shot command has no API key to send: a configuration error, exit 1."""
+
+
+NO_KEY = (
+    "no API key: set ACTIVITYSMITH_API_KEY (or ACTIVITYSMITH_BASE_URL to a local emulator, "
+    "or ACTIVITYSMITH_TRACK_DISABLED=1 to turn tracking off)"
+)
+
+
+def _settings(options: dict[str, Any], *, need_key: bool = True) -> Settings:
+    """Settings from the environment and options.
+
+    Without a key, a command that only talks to the API raises :class:`NoKey`; ``run`` and
+    script mode (``need_key=False``) run the job anyway, and the library warns once that
+    nothing is sent, as it does for any job.
+    """
     settings = resolve_settings({k: v for k, v in options.items() if v is not None})
     if settings.preview:
         # ACTIVITYSMITH_TRACK_PREVIEW=1 with no key: a background emulator stands in.
         from activitysmith_track._preview import with_preview
 
         settings = with_preview(settings)
-    if settings.effective_api_key is None and not settings.disabled:
-        raise UsageFailure(
-            "no API key: set ACTIVITYSMITH_API_KEY (or ACTIVITYSMITH_BASE_URL to a local "
-            "emulator, or ACTIVITYSMITH_TRACK_DISABLED=1 to run without tracking)"
-        )
+    if need_key and settings.effective_api_key is None and not settings.disabled:
+        raise NoKey(NO_KEY)
     return settings
+
+
+def _job_settings(args: argparse.Namespace) -> Settings:
+    """The settings of ``run`` and script mode: never strict, no key needed."""
+    return _settings(
+        {
+            "base_url": args.base_url,
+            "debounce": args.debounce,
+            "flush_timeout": args.flush_timeout,
+            "show_error_message": False if args.no_error_text else None,
+            "strict": False,  # tracking problems never change the job's outcome
+        },
+        need_key=False,
+    )
+
+
+def _job_activity(args: argparse.Namespace, title: str, settings: Settings) -> LiveActivity:
+    """The activity ``run`` and script mode open, from the options they share."""
+    return live_activity(
+        args.title or title,
+        steps=args.steps if args.steps is not None else args.step,
+        total=args.total,
+        type=ActivityType.PROGRESS if args.progress else None,
+        subtitle=args.subtitle,
+        color=args.color,
+        icon=args.icon,
+        channels=args.channel,
+        tags=args.tag,
+        stream_key=args.stream_key,
+        settings=settings,
+    )
 
 
 def default_title(command: Sequence[str]) -> str:
@@ -504,28 +620,8 @@ def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
     if not command:
         return _fail(prog, "no command given: put it after --, e.g. run -- ./backup.sh")
     try:
-        settings = _settings(
-            {
-                "base_url": args.base_url,
-                "debounce": args.debounce,
-                "flush_timeout": args.flush_timeout,
-                "show_error_message": False if args.no_error_text else None,
-                "strict": False,  # tracking problems never change the command's outcome
-            }
-        )
-        activity = live_activity(
-            args.title or default_title(command),
-            steps=args.steps if args.steps is not None else args.step,
-            total=args.total,
-            type=ActivityType.PROGRESS if args.progress else None,
-            subtitle=args.subtitle,
-            color=args.color,
-            icon=args.icon,
-            channels=args.channel,
-            tags=args.tag,
-            stream_key=args.stream_key,
-            settings=settings,
-        )
+        settings = _job_settings(args)
+        activity = _job_activity(args, default_title(command), settings)
     except (UsageFailure, ConfigurationError, ValidationError) as exc:
         return _fail(prog, str(exc))
 
@@ -545,12 +641,19 @@ def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
             on_started=start,
             hide_markers=args.hide_markers,
         )
-    except FileNotFoundError:
-        print(f"{prog}: command not found: {command[0]}", file=sys.stderr, flush=True)
-        return EXIT_NOT_FOUND
-    except OSError as exc:
-        print(f"{prog}: cannot run {command[0]}: {exc.strerror}", file=sys.stderr, flush=True)
-        return EXIT_NOT_EXECUTABLE
+    except CannotStart as exc:
+        # As a shell: 127 when there is no such command, 126 when it cannot be executed. The
+        # phone learns it too: the job did not start.
+        code, reason, shown = _cannot_run(command[0], exc.error)
+        print(f"{prog}: {reason}", file=sys.stderr, flush=True)
+        with contextlib.suppress(KeyboardInterrupt), _terminate_interrupts():
+            try:
+                activity.start()
+            except ActivitySmithTrackError as error:
+                logger.warning("could not start the Live Activity: %s", error)
+            else:
+                _finish(activity, RunOutcome(exit_code=code), settings, reason=shown)
+        return code
     if started:
         # Ctrl-C or SIGTERM while the end is being delivered stops waiting for it; the exit
         # code stays the command's.
@@ -559,9 +662,29 @@ def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
     return outcome.exit_code
 
 
+def _cannot_run(name: str, exc: OSError) -> tuple[int, str, str]:
+    """What a shell would answer for a command that did not start: the exit code, the
+    reason for stderr, and a shorter one for the phone (the title already names the
+    command, and a subtitle has little room)."""
+    if isinstance(exc, FileNotFoundError):
+        if os.sep in name and os.path.isfile(name):
+            # The file is there: what is missing is the interpreter its #! line names.
+            return (
+                EXIT_NOT_FOUND,
+                f"cannot execute {name}: the interpreter on its #! line was not found",
+                "its #! interpreter was not found",
+            )
+        short = os.path.basename(name) or name
+        return EXIT_NOT_FOUND, f"command not found: {name}", f"command not found: {short}"
+    why = exc.strerror or type(exc).__name__
+    if os.sep in name and os.path.isdir(name):
+        why = "Is a directory"  # exec says "Permission denied"; shells say what it is
+    return EXIT_NOT_EXECUTABLE, f"cannot execute {name}: {why}", f"cannot execute: {why}"
+
+
 @contextlib.contextmanager
 def _terminate_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt for the block (main thread only)."""
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt for the block (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -569,17 +692,24 @@ def _terminate_interrupts() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {signum: signal.signal(signum, interrupt) for signum in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _finish(activity: LiveActivity, outcome: RunOutcome, settings: Settings) -> None:
-    """End the activity as the command ended and wait (bounded) for delivery."""
+def _finish(
+    activity: LiveActivity, outcome: RunOutcome, settings: Settings, *, reason: str | None = None
+) -> None:
+    """End the activity as the command ended and wait (bounded) for delivery. ``reason``
+    replaces the failure's description (a command that could not be started)."""
     try:
-        if outcome.cancelled_by is not None:
+        if reason is not None:
+            activity.fail(reason)
+        elif outcome.cancelled_by is not None:
             activity.cancel(f"{signal_name(outcome.cancelled_by)} received")
         elif outcome.exit_code == 0:
             activity.end()
@@ -592,8 +722,8 @@ def _finish(activity: LiveActivity, outcome: RunOutcome, settings: Settings) -> 
     except ActivitySmithTrackError as exc:
         logger.warning("could not end the Live Activity: %s", exc)
         return
-    if settings.disabled:
-        return
+    if settings.disabled or settings.effective_api_key is None:
+        return  # nothing was sent (the library said so once, at the start)
     if not activity.flush(settings.flush_timeout):
         logger.warning(
             "the end of Live Activity %r was not confirmed within %gs",
@@ -671,6 +801,9 @@ def _one_shot(args: argparse.Namespace, prog: str) -> int:
         # Build the request body now, so input the API would refuse is bad input (exit 2).
         if payload is not None:
             payload.body(operation(target, job))
+    except NoKey as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_API_ERROR
     except (UsageFailure, ConfigurationError, ValidationError) as exc:
         return _fail(prog, str(exc))
     deadline = time.monotonic() + args.timeout
@@ -721,9 +854,22 @@ def _is_python(path: str) -> bool:
     return first_line.startswith(b"#!") and b"python" in first_line
 
 
-def _script(path: str, args: list[str], prog: str) -> int:
-    from activitysmith_track._script import run_script
+def _is_script_mode(argv: list[str]) -> bool:
+    """``[options] script.py ARGS``: options before a script, or a script first."""
+    first = argv[0]
+    if first in ("-h", "--help", "--version"):
+        return False
+    return first.startswith("-") or _is_script(first)
 
+
+def _script_main(argv: list[str], prog: str) -> int:
+    try:
+        args = build_script_parser(prog).parse_args(argv)
+    except SystemExit as exc:  # --help, or a parse error already reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    path: str = args.script
+    if path in _SUBCOMMANDS:
+        return _fail(prog, f"options go after the command: {prog} {path} [options]")
     if not os.path.isfile(path):
         return _fail(prog, f"cannot open script {path!r}: no such file")
     if not _is_python(path):
@@ -731,12 +877,14 @@ def _script(path: str, args: list[str], prog: str) -> int:
             prog,
             f"{path!r} is not a Python script; run any other command with: {prog} run -- {path}",
         )
+    from activitysmith_track._script import run_script
+
     try:
-        settings = _settings({"strict": False})
-        activity = live_activity(os.path.basename(path), settings=settings)
+        settings = _job_settings(args)
+        activity = _job_activity(args, os.path.basename(path), settings)
     except (UsageFailure, ConfigurationError, ValidationError) as exc:
         return _fail(prog, str(exc))
-    return run_script(path, args, activity)
+    return run_script(path, list(args.args), activity)
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -757,8 +905,8 @@ def _main(argv: list[str], prog: str) -> int:
         from activitysmith_track.emulator.__main__ import main as emulator_main
 
         return emulator_main(argv[1:])
-    if argv and _is_script(argv[0]):
-        return _script(argv[0], argv[1:], prog)
+    if argv and _is_script_mode(argv):
+        return _script_main(argv, prog)
     before, command = _split_command(argv) if argv[:1] == ["run"] else (argv, None)
     try:
         args = build_parser(prog).parse_args(before)
@@ -768,4 +916,14 @@ def _main(argv: list[str], prog: str) -> int:
         if command is not None and args.command:
             return _fail(f"{prog} run", "put the whole command after --")
         return _run(args, command if command is not None else list(args.command), f"{prog} run")
+    if args.subcommand == "doctor":
+        from activitysmith_track._doctor import doctor
+
+        return doctor(args, f"{prog} doctor")
+    if args.subcommand in ("list", "cleanup"):
+        from activitysmith_track import _maintenance
+
+        if args.subcommand == "list":
+            return _maintenance.list_open(args, f"{prog} list")
+        return _maintenance.cleanup(args, f"{prog} cleanup")
     return _one_shot(args, f"{prog} {args.subcommand}")

@@ -1,4 +1,4 @@
-"""HTTP: the five Live Activity endpoints over requests, answers read with a cap and parsed leniently.
+"""HTTP: the Live Activity endpoints over requests, answers read with a cap and parsed leniently.
 
 Two layers:
 
@@ -19,6 +19,7 @@ is parsed, logged, kept in a result or put in an exception.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import logging
@@ -220,10 +221,8 @@ class Inflight:
         connection = self.connection
         sock = getattr(connection, "sock", None)
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
 
 
 class _TrackedConnection(HTTPConnection):
@@ -483,7 +482,7 @@ class Wire:
         path = urlsplit(self.base_url).path.rstrip("/")
         if path.endswith("/api"):
             return None
-        return f"the base URL has no /api path: did you mean {self.base_url}/api ?"
+        return f"the base URL has no /api path: did you mean {self.base_url}/api?"
 
     def redact(self, text: str) -> str:
         """``text`` with any copy of the key blanked."""
@@ -615,7 +614,10 @@ class Wire:
         retry_after = (
             parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
         )
-        hint = self._api_hint if status in (404, 405) else None
+        # The API never answers 405 and its 404s are JSON objects; a base URL without the /api
+        # path reaches the web site instead, which does both.
+        looks_like_the_site = status == 405 or (status == 404 and body is None)
+        hint = self._api_hint if looks_like_the_site else None
         raise error_for_status(
             status,
             body,

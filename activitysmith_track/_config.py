@@ -25,7 +25,12 @@ from activitysmith_track._checks import (
     parse_flag,
     parse_number,
 )
-from activitysmith_track._errors import ActivitySmithTrackError, ConfigurationError
+from activitysmith_track._errors import (
+    ActivitySmithTrackError,
+    ArgumentTypeError,
+    ConfigurationError,
+    ValidationError,
+)
 from activitysmith_track._retry import RetryPolicy
 
 logger = logging.getLogger("activitysmith_track")
@@ -60,6 +65,8 @@ ENV_FLUSH_TIMEOUT = "ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT"
 ENV_DEBOUNCE = "ACTIVITYSMITH_TRACK_DEBOUNCE"
 ENV_REQUESTS_PER_MINUTE = "ACTIVITYSMITH_TRACK_REQUESTS_PER_MINUTE"
 ENV_SIGNALS = "ACTIVITYSMITH_TRACK_SIGNALS"
+ENV_LEDGER = "ACTIVITYSMITH_TRACK_LEDGER"
+ENV_STATE_DIR = "ACTIVITYSMITH_TRACK_STATE_DIR"
 
 
 def _positive(name: str) -> Any:
@@ -86,6 +93,18 @@ def _count(name: str) -> Any:
 def _flag(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
         check_flag(name, value)
+
+    return check
+
+
+def _optional_text(name: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise ArgumentTypeError(name, "a str (a directory path)", value)
+        if not value.strip():
+            raise ValidationError(name, "must not be empty", value)
 
     return check
 
@@ -125,6 +144,10 @@ class Settings:
     preview: bool = attrs.field(default=False, validator=_flag("preview"))
     show_error_message: bool = attrs.field(default=True, validator=_flag("show_error_message"))
     signals: bool = attrs.field(default=True, validator=_flag("signals"))
+    # The local ledger of open activities (see _ledger): on unless turned off; its directory
+    # defaults to the user's state directory (see _store.state_dir).
+    ledger: bool = attrs.field(default=True, validator=_flag("ledger"))
+    state_dir: str | None = attrs.field(default=None, validator=_optional_text("state_dir"))
 
     @property
     def is_local(self) -> bool:
@@ -161,11 +184,7 @@ def configure(**options: Any) -> None:
     Any :class:`Settings` field may be given; ``None`` removes an earlier value. Arguments given
     to ``live_activity()`` still win over these.
     """
-    unknown = set(options) - _FIELDS
-    if unknown:
-        raise ConfigurationError(
-            f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}"
-        )
+    _refuse_unknown(options)
     with _overrides_lock:
         candidate = dict(_overrides)
         for name, value in options.items():
@@ -178,6 +197,21 @@ def configure(**options: Any) -> None:
         Settings(**candidate)
         _overrides.clear()
         _overrides.update(candidate)
+
+
+def _refuse_unknown(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - _FIELDS)
+    if not unknown:
+        return
+    from activitysmith_track._suggest import did_you_mean
+
+    if len(unknown) == 1:
+        hint = did_you_mean(unknown[0], _FIELDS)
+        raise ConfigurationError(
+            f"unknown setting {unknown[0]!r}{hint or '; known: ' + ', '.join(sorted(_FIELDS))}"
+        )
+    named = ", ".join(f"{name!r}{did_you_mean(name, _FIELDS)}" for name in unknown)
+    raise ConfigurationError(f"unknown settings {named}; known: {', '.join(sorted(_FIELDS))}")
 
 
 def _env_flag(raw: str) -> bool:
@@ -224,13 +258,46 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     (ENV_DEBOUNCE, "debounce", _env_seconds),
     (ENV_REQUESTS_PER_MINUTE, "requests_per_minute", _env_count),
     (ENV_SIGNALS, "signals", _env_flag),
+    (ENV_LEDGER, "ledger", _env_flag),
+    (ENV_STATE_DIR, "state_dir", _env_text),
 )
+ENV_NAMES = frozenset(name for name, _field, _read in _ENV)
+_ENV_PREFIX = "ACTIVITYSMITH_"
 _warned_env: set[tuple[str, str]] = set()
+
+
+def misspelled_env(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(name, meant)`` for each ``ACTIVITYSMITH_*`` variable that is not one of ours but is
+    close to one (``ACTIVITYSMITH_APIKEY``, ``ACTIVITYSMITH_TRACK_DISABLE``).
+
+    A variable close to none of ours is left alone: it may belong to another tool or to the
+    application itself.
+    """
+    strays = [name for name in env if name.upper().startswith(_ENV_PREFIX)]
+    strays = [name for name in strays if name not in ENV_NAMES]
+    if not strays:
+        return []
+    from activitysmith_track._suggest import closest
+
+    found = []
+    for name in sorted(strays):
+        meant = closest(name, ENV_NAMES, prefix=_ENV_PREFIX)
+        if meant is not None:
+            found.append((name, meant))
+    return found
+
+
+def _warn_misspelled(env: Mapping[str, str]) -> None:
+    for name, meant in misspelled_env(env):
+        if (name, meant) not in _warned_env:
+            _warned_env.add((name, meant))
+            logger.warning("ignoring %s: not a setting; did you mean %s?", name, meant)
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """Settings from the environment. A value that cannot be used is ignored with one
     warning: a typo in a job's environment must not stop the job (arguments still raise)."""
+    _warn_misspelled(env)
     found: dict[str, Any] = {}
     for name, field, read in _ENV:
         raw = env.get(name)
@@ -277,9 +344,7 @@ def resolve_settings(
         merged.update(_overrides)
     if options:
         merged.update({k: v for k, v in options.items() if v is not None})
-    unknown = set(merged) - _FIELDS
-    if unknown:
-        raise ConfigurationError(f"unknown setting(s) {', '.join(sorted(unknown))}")
+    _refuse_unknown(merged)
     if "base_url" in merged:
         merged["base_url"] = _check_base_url(merged["base_url"])
     return Settings(**merged)

@@ -567,7 +567,7 @@ class Dispatcher:
         with self._cond:
             self._wake_locked()
             while True:
-                lane, job, due = self._next(self.clock())
+                _lane, job, due = self._next(self.clock())
                 due_now = job is not None and due <= self.clock()
                 if self._busy == 0 and not due_now:
                     return True
@@ -623,11 +623,18 @@ class Dispatcher:
                 self._spawn()
 
     def _work_waiting(self) -> bool:
-        """Whether a lane has work no thread is on (a start, an end or a change)."""
+        """Whether a lane needs a thread that is not busy: a start, an end or a change no
+        thread is on, or an end queued behind a change on the wire (which someone must be
+        free to abandon)."""
         for lane in self._lanes:
-            if lane.job is None and lane.phase is not Phase.DONE:
-                if lane.end_requested or lane.phase is Phase.NEW or lane.dirty:
+            if lane.phase is Phase.DONE:
+                continue
+            ending = lane.end_requested or lane.abandoned_at is not None
+            if lane.job is None:
+                if ending or lane.phase is Phase.NEW or lane.dirty:
                     return True
+            elif ending and lane.job is Job.CHANGE:
+                return True
         return False
 
     def _spawn(self) -> None:
@@ -826,18 +833,21 @@ class Dispatcher:
         )
 
     def _timeout_for(self, lane: Lane) -> tuple[float, float]:
-        """The request's timeouts: its own, but never past the deadline it must meet (the
-        exit flush's; for a start or an end, also the block's that waits for it)."""
+        """The request's timeouts: its own, but never past the deadline it must meet: the
+        exit flush's, and for a start or an end the block's that waits for it (once that one
+        has passed, the request goes on in the background with its own timeouts)."""
         connect, read = lane.timeout
-        deadlines = [self._shutdown_at]
-        if lane.job is not Job.CHANGE:
-            deadlines.append(lane.deadline)
-        bounds = [d for d in deadlines if d is not None]
+        now = self.clock()
+        bounds = []
+        if self._shutdown_at is not None:
+            bounds.append(self._shutdown_at)
+        if lane.job is not Job.CHANGE and lane.deadline is not None and lane.deadline > now + 0.1:
+            bounds.append(lane.deadline)
         if not bounds:
             return (connect, read)
-        remaining = min(bounds) - self.clock()
-        if remaining <= 0.05:
-            raise TransportError(f"{lane.label!r}: no time left before the deadline")
+        remaining = min(bounds) - now
+        if remaining <= 0.01:
+            raise _Closed("the process is exiting and no time is left to send")
         return (min(connect, remaining), min(read, remaining))
 
     def _done_job(
@@ -852,7 +862,7 @@ class Dispatcher:
             self._release(lane)
             lane.plan = None
             if outcome is not None:
-                job, effective, payload, result = outcome
+                job, _sent_as, payload, result = outcome
                 self._record(lane, result)
                 lane.last_sent = payload
                 if lane.last_operation == "paused":

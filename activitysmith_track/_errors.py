@@ -148,6 +148,7 @@ class APIError(ActivitySmithTrackError):
 
     ``status`` is the HTTP status, ``error`` and ``message`` the server's own fields (when its
     body had them), ``body`` the parsed JSON body (or ``None``) and ``request`` what was sent.
+    ``hint`` is our own guess at the cause, when there is one (``did you mean .../api?``).
     """
 
     def __init__(
@@ -174,7 +175,7 @@ class APIError(ActivitySmithTrackError):
             parts.append(f"from {self.request}")
         text = ": ".join(p for p in (self.error, self.message) if p)
         described = " ".join(parts) + (f": {text}" if text else "")
-        return f"{described} ({self.hint})" if self.hint else described
+        return f"{described}; {self.hint}" if self.hint else described
 
 
 class BadRequestError(APIError):

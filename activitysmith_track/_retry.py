@@ -367,6 +367,10 @@ class RetryPlan:
         """Record a failed attempt; the seconds to wait before the next one, or re-raise ``exc``
         (or the error retrying stopped on) when there will be none."""
         self._state.set_exception((type(exc), exc, exc.__traceback__))
+        if "idle_for" not in self._retrying.statistics:
+            # tenacity keeps its statistics per thread, and the next attempt may run on
+            # another sender thread: give this thread its own (they are only informative).
+            self._retrying.begin()
         do = self._retrying.iter(self._state)
         if isinstance(do, tenacity.DoSleep):
             self._state.prepare_for_next_attempt()

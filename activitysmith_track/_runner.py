@@ -5,11 +5,15 @@ written to our own stdout or stderr and flushed at once, so partial lines, binar
 order of writes that are a moment apart reach the terminal as the child made them. Complete
 lines are also decoded (invalid bytes replaced) and checked for markers.
 
-Signals: the child stays in our process group, so it keeps the terminal (it can read from it,
-and job control works). Ctrl-C in a terminal signals the whole foreground group, which already
-includes the child, so a SIGINT is forwarded only when we are *not* in a terminal's foreground
-group (cron, a supervisor, ``kill -INT`` from a script). SIGTERM is always forwarded, since
-nothing sends it to the group on its own. Either one marks the run as cancelled.
+Signals and the terminal: the child runs in its own process group, so that a signal reaches
+the whole tree it starts (a shell script and the ``sleep`` it waits on), not just the child.
+SIGINT, SIGTERM and SIGHUP sent to the wrapper are forwarded to that group and mark the run as
+cancelled. When the wrapper is the foreground job of a terminal, it hands the terminal's
+foreground to the child's group, as a shell does for a job: the command can read the terminal,
+and Ctrl-C (or Ctrl-\\, Ctrl-Z) reaches it directly. The child takes the foreground itself
+before it executes the command (as shells do), so it never finds itself in the background. The
+wrapper takes the terminal back when the command ends, and when the command is stopped
+(Ctrl-Z) the wrapper stops too, so the shell sees the job stop; ``fg`` resumes both.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import attrs
 
 from activitysmith_track._markers import Marker, MarkerParser
 
-__all__ = ["RunOutcome", "StreamPump", "run_child", "signal_name"]
+__all__ = ["CannotStart", "RunOutcome", "StreamPump", "run_child", "signal_name"]
 
 logger = logging.getLogger("activitysmith_track")
 
@@ -40,7 +44,14 @@ _CHUNK = 64 * 1024
 # After the command exits, how long to keep passing on output from processes it left running
 # with our pipes open (a daemon started with &): their output would otherwise keep us waiting.
 _DRAIN_GRACE = 2.0
-_FORWARDED = (signal.SIGINT, signal.SIGTERM)
+_FORWARDED = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+_POSIX = sys.platform != "win32"
+# The stops of job control: a terminal's Ctrl-Z, or a background job touching the terminal.
+_JOB_STOPS = frozenset(
+    getattr(signal, name) for name in ("SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)
+)
 
 
 def signal_name(signum: int) -> str:
@@ -162,13 +173,22 @@ class StreamPump:
                 os.close(fd)
 
 
+class CannotStart(Exception):
+    """The command could not be executed (not found, not executable); ``error`` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
 @attrs.frozen(kw_only=True)
 class RunOutcome:
     """How the child ended.
 
     ``exit_code`` is what the wrapper exits with: the child's code, or 128 plus the signal
     number when a signal killed it (as shells report it). ``cancelled_by`` is the first
-    SIGINT/SIGTERM the wrapper received, if any.
+    SIGINT/SIGTERM/SIGHUP the wrapper received, or SIGINT when the command, holding the
+    terminal, died of it (Ctrl-C reaches the command's group, not the wrapper).
     """
 
     exit_code: int
@@ -184,25 +204,87 @@ class RunOutcome:
         return f"exit code {self.exit_code}"
 
 
-def _in_terminal_foreground() -> bool:
-    """Whether our process group is the foreground group of our controlling terminal."""
-    for fd in (0, 1, 2):
+class _Terminal:
+    """The controlling terminal while the wrapper is its foreground job (else not built).
+
+    SIGTTOU is blocked in the wrapper's main thread (and so in the pump threads it starts
+    later) while the child holds the terminal: a background process that changes the
+    terminal's foreground group or, with ``stty tostop``, writes to it, would otherwise be
+    stopped by it.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.handed_over = False
+
+    @classmethod
+    def open(cls) -> _Terminal | None:
+        """The terminal, if we have one and are in its foreground; only in the main thread
+        (signal masks and handlers are per thread there)."""
+        if not _POSIX or threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        except OSError:
+            return None  # no controlling terminal: cron, systemd, a detached supervisor
+        terminal = cls(fd)
+        if not terminal.is_ours():
+            os.close(fd)
+            return None
+        return terminal
+
+    def is_ours(self) -> bool:
+        """Whether our process group is the terminal's foreground group."""
+        try:
+            return os.tcgetpgrp(self.fd) == os.getpgrp()
+        except OSError:
+            return False
+
+    def hand_to(self, pgid: int) -> None:
         with contextlib.suppress(OSError):
-            return os.tcgetpgrp(fd) == os.getpgrp()
-    try:
-        tty = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
-    except OSError:
-        return False  # no controlling terminal: cron, systemd, a detached supervisor
-    try:
-        return os.tcgetpgrp(tty) == os.getpgrp()
-    except OSError:
-        return False
-    finally:
-        os.close(tty)
+            os.tcsetpgrp(self.fd, pgid)
+            self.handed_over = True
+
+    def take_back(self) -> None:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(self.fd, os.getpgrp())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _block_sigttou() -> set[int] | None:
+    """Block SIGTTOU in this thread; the mask before, to restore."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return set(signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU}))
+
+
+def _child_setup(terminal_fd: int | None) -> Callable[[], None] | None:
+    """What the child runs between fork and exec: its own process group, and, in a terminal's
+    foreground, the terminal handed to that group before the command starts (so that a command
+    reading the terminal at once is never stopped as a background job). The child inherits
+    the parent's blocked SIGTTOU, which lets it take the foreground, and unblocks it."""
+    if not _POSIX:
+        return None
+    if terminal_fd is None:
+        if sys.version_info >= (3, 11):
+            return None  # Popen(process_group=0) does it without running Python in the child
+        return os.setpgrp
+
+    def setup() -> None:
+        os.setpgid(0, 0)
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(terminal_fd, os.getpgrp())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTTOU})
+
+    return setup
 
 
 class _Forwarder:
-    """Forwards SIGINT/SIGTERM to the child; remembers what arrived before it started."""
+    """Forwards SIGINT/SIGTERM/SIGHUP to the child's process group; remembers what arrived
+    before the child started."""
 
     def __init__(self) -> None:
         self.received: list[int] = []
@@ -211,20 +293,16 @@ class _Forwarder:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
-        if signum == signal.SIGINT and _in_terminal_foreground():
-            return  # the terminal signalled the child's group too; once is enough
         if self._proc is None:
             self._pending.append(signum)
             return
-        with contextlib.suppress(OSError):
-            self._proc.send_signal(signum)
+        _signal_group(self._proc, signum)
 
     def attach(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
         pending, self._pending = self._pending, []
         for signum in pending:
-            with contextlib.suppress(OSError):
-                proc.send_signal(signum)
+            _signal_group(proc, signum)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -238,6 +316,64 @@ class _Forwarder:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """``signum`` to the child's whole process group (the child alone off POSIX)."""
+    if not _POSIX:
+        with contextlib.suppress(OSError):
+            proc.send_signal(signum)
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signum)
+    # A stopped process keeps a termination signal pending until it runs again; shells
+    # follow their kill with SIGCONT for the same reason.
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGCONT)
+
+
+def _wait(proc: subprocess.Popen[bytes], terminal: _Terminal | None, job_control: bool) -> int:
+    """Wait for the child to exit and return its return code (``-N`` for signal N).
+
+    With job control (we have a controlling terminal), a child stopped by Ctrl-Z or by
+    touching the terminal from the background stops the wrapper too, so the shell sees its
+    job stop; when the shell resumes the wrapper (``fg`` or ``bg``), the child is resumed, in
+    the terminal's foreground if the wrapper is.
+    """
+    if not _POSIX:
+        return proc.wait()
+    flags = os.WUNTRACED if job_control else 0
+    while True:
+        try:
+            _, status = os.waitpid(proc.pid, flags)
+        except ChildProcessError:  # reaped elsewhere; nothing more to learn
+            return proc.wait()
+        if os.WIFSTOPPED(status):
+            if os.WSTOPSIG(status) in _JOB_STOPS:
+                if terminal is not None:
+                    terminal.take_back()
+                # Returns once the shell continued us (at once, if our group is orphaned
+                # and so cannot be stopped).
+                os.kill(os.getpid(), signal.SIGTSTP)
+                if terminal is not None and terminal.is_ours():
+                    terminal.hand_to(proc.pid)
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGCONT)
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code  # Popen's own record: it was reaped here
+        return code
+
+
+def _has_controlling_terminal() -> bool:
+    if not _POSIX:
+        return False
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _binary_sink(stream: TextIO | None) -> BinaryIO:
@@ -259,56 +395,92 @@ def run_child(
     stdout: BinaryIO | None = None,
     stderr: BinaryIO | None = None,
 ) -> RunOutcome:
-    """Run ``command`` to its end, passing its output through; ``OSError`` if it cannot start.
+    """Run ``command`` to its end, passing its output through; :class:`CannotStart` if it
+    cannot be executed at all.
 
-    ``on_started`` runs once the child is running (the activity starts then, so a command
-    that cannot be found never shows up on a phone). ``PYTHONUNBUFFERED=1`` is set in the
+    ``on_started`` runs once the child is running. ``PYTHONUNBUFFERED=1`` is set in the
     child's environment so Python children write as they go although their output is a pipe.
     """
     out_sink = stdout if stdout is not None else _binary_sink(sys.stdout)
     err_sink = stderr if stderr is not None else _binary_sink(sys.stderr)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     forwarder = _Forwarder()
-    with forwarder.installed():
-        proc = subprocess.Popen(
-            list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-        )
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        # The pumps own the pipes from here on (they read and close the raw descriptors).
-        out_fd, err_fd = os.dup(proc.stdout.fileno()), os.dup(proc.stderr.fileno())
-        proc.stdout.close()
-        proc.stderr.close()
-        out_pump = StreamPump(
-            out_sink, parser=parser, on_marker=on_marker, hide_markers=hide_markers
-        )
-        err_pump = StreamPump(
-            err_sink, parser=parser, on_marker=on_marker, hide_markers=hide_markers
-        )
-        threads = [
-            threading.Thread(target=pump.pump, args=(fd,), name=f"activitysmith-track-{name}")
-            for pump, fd, name in ((out_pump, out_fd, "stdout"), (err_pump, err_fd, "stderr"))
-        ]
-        for thread in threads:
-            thread.daemon = True
-            thread.start()
-        forwarder.attach(proc)
-        if on_started is not None:
+    terminal = _Terminal.open()
+    job_control = terminal is not None or (
+        threading.current_thread() is threading.main_thread() and _has_controlling_terminal()
+    )
+    mask = _block_sigttou() if terminal is not None else None
+    try:
+        with forwarder.installed():
+            setup = _child_setup(None if terminal is None else terminal.fd)
+            options: dict[str, object] = {"preexec_fn": setup} if setup is not None else {}
+            if setup is None and _POSIX:
+                options["process_group"] = 0
             try:
-                on_started()
-            except Exception as exc:  # tracking must never stop the command
-                logger.warning("could not start the Live Activity: %r", exc)
-        returncode = proc.wait()
-        deadline = time.monotonic() + _DRAIN_GRACE
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        # Writing from a daemon thread while the interpreter shuts down can crash it.
-        out_pump.detach()
-        err_pump.detach()
+                proc = subprocess.Popen(
+                    list(command),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    **options,  # type: ignore[call-overload]
+                )
+            except OSError as exc:
+                raise CannotStart(exc) from exc
+            if terminal is not None:
+                terminal.hand_to(proc.pid)  # done by the child already; this makes it sure
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            # The pumps own the pipes from here on (they read and close the raw descriptors).
+            out_fd, err_fd = os.dup(proc.stdout.fileno()), os.dup(proc.stderr.fileno())
+            proc.stdout.close()
+            proc.stderr.close()
+            out_pump = StreamPump(
+                out_sink, parser=parser, on_marker=on_marker, hide_markers=hide_markers
+            )
+            err_pump = StreamPump(
+                err_sink, parser=parser, on_marker=on_marker, hide_markers=hide_markers
+            )
+            threads = [
+                threading.Thread(target=pump.pump, args=(fd,), name=f"activitysmith-track-{name}")
+                for pump, fd, name in ((out_pump, out_fd, "stdout"), (err_pump, err_fd, "stderr"))
+            ]
+            for thread in threads:
+                thread.daemon = True
+                thread.start()
+            forwarder.attach(proc)
+            if on_started is not None:
+                try:
+                    on_started()
+                except Exception as exc:  # tracking must never stop the command
+                    logger.warning("could not start the Live Activity: %r", exc)
+            returncode = _wait(proc, terminal, job_control)
+            if terminal is not None:
+                # Before the end is delivered: Ctrl-C meanwhile must reach us, not a dead group.
+                terminal.take_back()
+            deadline = time.monotonic() + _DRAIN_GRACE
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            # Writing from a daemon thread while the interpreter shuts down can crash it.
+            out_pump.detach()
+            err_pump.detach()
+    finally:
+        if terminal is not None:
+            terminal.take_back()
+            terminal.close()
+        if mask is not None and signal.SIGTTOU not in mask:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTTOU})
     killed_by = -returncode if returncode < 0 else None
+    if forwarder.received:
+        cancelled_by: int | None = forwarder.received[0]
+    elif terminal is not None and terminal.handed_over and killed_by == signal.SIGINT:
+        # Ctrl-C went to the command's group, which held the terminal, and not to us: a
+        # command that died of it was interrupted by the user.
+        cancelled_by = killed_by
+    else:
+        cancelled_by = None
     return RunOutcome(
         exit_code=128 + killed_by if killed_by is not None else returncode,
         killed_by=killed_by,
-        cancelled_by=forwarder.received[0] if forwarder.received else None,
+        cancelled_by=cancelled_by,
         last_stderr_line=err_pump.last_line,
     )

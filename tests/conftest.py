@@ -37,6 +37,15 @@ _CLEARED = (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The ledger of every test (and of every subprocess a test starts, which inherits the
+    environment) lives in a temporary directory, never in the user's own state directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACTIVITYSMITH_TRACK_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts from the library's defaults, and leaves no sender running behind,
@@ -80,11 +89,7 @@ def paths(emu: Emulator) -> list[str]:
 
 def bodies(emu: Emulator, kind: str) -> list[dict[str, Any]]:
     """The JSON bodies of the requests whose path ends with ``kind`` (``"start"``...)."""
-    return [
-        r.body
-        for r in api_requests(emu)
-        if r.path.endswith(kind) and isinstance(r.body, dict)
-    ]
+    return [r.body for r in api_requests(emu) if r.path.endswith(kind) and isinstance(r.body, dict)]
 
 
 def last_body(emu: Emulator, kind: str) -> dict[str, Any]:

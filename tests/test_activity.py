@@ -14,15 +14,16 @@ import time
 from typing import Any
 
 import pytest
+from conftest import api_requests, last_body, paths
 
 from activitysmith_track import (
     ActivityEndedError,
     ArgumentTypeError,
+    Dispatcher,
     EndLook,
     LiveActivityLimitError,
     Outcome,
     ServerError,
-    Dispatcher,
     TransportError,
     UsageError,
     ValidationError,
@@ -30,8 +31,6 @@ from activitysmith_track import (
     live_activity,
 )
 from activitysmith_track.emulator import Emulator, Fault
-from conftest import api_requests, last_body, paths
-
 
 # -- the lifecycle -----------------------------------------------------------------------------
 

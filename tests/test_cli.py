@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from activitysmith_track._cli import build_parser, default_title
+from activitysmith_track._cli import build_parser, build_script_parser, default_title
 from activitysmith_track.emulator import Emulator, Fault, RecordedRequest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
@@ -46,7 +46,9 @@ def emu(server: Emulator) -> Emulator:
 
 
 def env_for(emu: Emulator | None, **extra: str) -> dict[str, str]:
+    # Only the private state directory of the test session is kept (see conftest).
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIVITYSMITH")}
+    env["ACTIVITYSMITH_TRACK_STATE_DIR"] = os.environ["ACTIVITYSMITH_TRACK_STATE_DIR"]
     env["ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT"] = "5"
     if emu is not None:
         env["ACTIVITYSMITH_BASE_URL"] = emu.base_url
@@ -210,13 +212,44 @@ def test_child_killed_by_sigkill_fails_naming_the_signal_and_exits_137(emu: Emul
     assert final["color"] == "red"
 
 
-def test_command_not_found_exits_127_and_starts_nothing(emu: Emulator) -> None:
-    result = cli(emu, "run", "--", "no-such-command-for-activitysmith-track")
+def test_command_not_found_exits_127_and_the_phone_learns_it(emu: Emulator) -> None:
+    result = cli(emu, "run", "--", "no-such-command-xyz")
 
     assert result.returncode == 127
+    assert result.stderr == (
+        b"python -m activitysmith_track run: command not found: no-such-command-xyz\n"
+    )
+    assert paths(emu) == [START, END]
+    final = end_state(emu)
+    assert failed_with(final["subtitle"], "command not found: no-such-command-xyz")
+    assert final["color"] == "red"
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "reason"),
+    [
+        (lambda p: p.write_text("echo hi\n"), 126, "cannot execute: Permission denied"),
+        (lambda p: p.mkdir(), 126, "cannot execute: Is a directory"),
+        (
+            lambda p: (p.write_text("#!/no/such/interpreter\n"), p.chmod(0o755)),
+            127,
+            "its #! interpreter was not found",
+        ),
+    ],
+    ids=["not-executable", "a-directory", "bad-interpreter"],
+)
+def test_a_command_that_cannot_be_executed_exits_as_a_shell_does(
+    emu: Emulator, tmp_path: Path, make: Callable[[Path], object], code: int, reason: str
+) -> None:
+    job = tmp_path / "job"
+    make(job)
+    result = cli(emu, "run", "--steps", "3", "--", str(job))
+
+    assert result.returncode == code
     assert result.stderr.count(b"\n") == 1
-    assert b"command not found" in result.stderr
-    assert emu.requests == []
+    assert str(job).encode() in result.stderr
+    final = end_state(emu)
+    assert final["subtitle"] == f"Failed before the first step: {reason}"
 
 
 # -- pass-through ------------------------------------------------------------------------------
@@ -386,7 +419,8 @@ def test_markers_are_sent_while_the_command_runs(emu: Emulator) -> None:
         (["--total", "100"], "::progress:: 40/250", {"value": 40, "upper_limit": 250}),
         (["--progress"], "::progress:: 40/100", {"value": 40, "upper_limit": 100}),
         (["--progress"], "::progress:: 40%", {"percentage": 40}),
-        (["--total", "10"], "::progress:: 12.5%", {"percentage": 12.5}),
+        # With a total the count drives the bar: 12.5 % of 10 is 1.25 of 10.
+        (["--total", "10"], "::progress:: 12.5%", {"value": 1.25, "upper_limit": 10}),
     ],
 )
 def test_progress_markers_drive_the_bar(
@@ -525,21 +559,187 @@ def test_sigint_from_outside_a_terminal_is_forwarded(emu: Emulator) -> None:
     assert end_state(emu)["subtitle"].startswith("Cancelled")
 
 
-# Runs argv[2:] in a new session whose controlling terminal is the pty slave numbered argv[1],
-# as a shell in a terminal window would: the command is in the terminal's foreground group.
-IN_TERMINAL = """
-import fcntl, os, sys, termios
+# A shell script whose own child must die with it: the wrapper signals the whole group.
+SHELL_JOB = """
+echo "ready $$"
+sleep 30
+echo "the shell went on"
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped, as in a container without init, is dead)."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as file:
+                state = file.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in (b"Z", b"X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def child_of(parent: int, timeout: float = 10.0) -> int:
+    """The pid of ``parent``'s first child, polling the process table until it appears."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        table = subprocess.run(
+            ["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=True
+        ).stdout
+        for line in table.splitlines():
+            pid, ppid = (int(x) for x in line.split())
+            if ppid == parent:
+                return pid
+        time.sleep(0.02)  # polling another process, not waiting for a thread of ours
+    raise AssertionError(f"process {parent} started no child")
+
+
+def gone_within(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_to_the_wrapper_reaches_the_commands_whole_process_tree(
+    emu: Emulator, signum: int
+) -> None:
+    with spawned(
+        emu,
+        "run",
+        "--steps",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        SHELL_JOB,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # no terminal, as under cron or a supervisor
+    ) as proc:
+        assert proc.stdout is not None
+        shell = int(read_until(proc.stdout, b"\n").split()[1])
+        sleeper = child_of(shell)
+        proc.send_signal(signum)
+        # The shell does not finish its `sleep 30` first, and nothing is left running.
+        assert proc.wait(10) == 128 + signum
+        assert b"the shell went on" not in proc.stdout.read()
+    assert gone_within(sleeper)
+    assert not alive(shell)
+    final = end_state(emu)
+    assert final["subtitle"] == "Cancelled before the first step"
+    assert final["color"] == "orange"
+
+
+# A small job-control shell on the pty slave numbered argv[1]: it runs argv[2:] as a job in
+# its own process group in the terminal's foreground, reports a stop, resumes the job when
+# "fg" is typed, and says whether the job handed the terminal back before it exited.
+SHELL = """
+import contextlib, fcntl, os, signal, sys, termios
 tty = int(sys.argv[1])
 os.setsid()
 fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
 for fd in (0, 1, 2):
     os.dup2(tty, fd)
 os.close(tty)
-os.execv(sys.argv[2], sys.argv[2:])
+JOB_SIGNALS = (signal.SIGTTOU, signal.SIGINT, signal.SIGTSTP, signal.SIGQUIT)
+for signum in JOB_SIGNALS:
+    signal.signal(signum, signal.SIG_IGN)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    os.tcsetpgrp(0, os.getpgrp())
+    for signum in JOB_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    os.execv(sys.argv[2], sys.argv[2:])
+with contextlib.suppress(OSError):
+    os.setpgid(pid, pid)
+while True:
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    if os.WIFSTOPPED(status):
+        os.tcsetpgrp(0, os.getpgrp())
+        print("shell: job stopped", flush=True)
+        sys.stdin.readline()
+        os.tcsetpgrp(0, pid)
+        os.killpg(pid, signal.SIGCONT)
+        continue
+    back = os.tcgetpgrp(0) == pid
+    print("shell: job exited", os.waitstatus_to_exitcode(status), flush=True)
+    print("shell: terminal handed back:", back, flush=True)
+    break
 """
 
+
+@contextlib.contextmanager
+def terminal_job(emu: Emulator, *args: str) -> Iterator[int]:
+    """``activitysmith-track run ARGS`` as a job of a shell in a terminal; yields the
+    terminal's master end, to type on and read from."""
+    master, slave = os.openpty()
+    argv = [sys.executable, "-c", SHELL, str(slave), *CLI, "run", *args]
+    try:
+        with subprocess.Popen(argv, env=env_for(emu), pass_fds=(slave,)) as proc:
+            os.close(slave)
+            slave = -1
+            try:
+                yield master
+                assert proc.wait(15) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def rest_of(master: int) -> bytes:
+    """Everything still to come from the terminal, until every end of it is closed."""
+    rest = b""
+    with contextlib.suppress(OSError):  # EIO once every end of the pty is closed
+        while chunk := os.read(master, 4096):
+            rest += chunk
+    return rest
+
+
+READS_TERMINAL = """
+    print("ready", flush=True)
+    print("got", input(), flush=True)
+"""
+
+
+def test_the_command_holds_the_terminal_and_hands_it_back(emu: Emulator) -> None:
+    with terminal_job(emu, "--", *py(READS_TERMINAL)) as master:
+        read_until(master, b"ready")
+        # Only the terminal's foreground group may read it: a command left in the background
+        # would be stopped here instead.
+        os.write(master, b"hello\n")
+        read_until(master, b"got hello")
+        output = read_until(master, b"handed back: ") + rest_of(master)
+    assert b"shell: job exited 0" in output
+    assert b"handed back: True" in output
+    assert end_state(emu)["subtitle"].startswith("Done")
+
+
+def test_a_command_that_cannot_start_in_a_terminal_leaves_the_terminal_ours(
+    emu: Emulator,
+) -> None:
+    # The child took the terminal just before its exec failed; the wrapper takes it back.
+    with terminal_job(emu, "--", "no-such-command-xyz") as master:
+        output = read_until(master, b"handed back: ") + rest_of(master)
+    assert b"command not found: no-such-command-xyz" in output
+    assert b"shell: job exited 127" in output
+    assert b"handed back: True" in output
+
+
 COUNTS_SIGINT = """
-    import signal, time
+    import os, signal, time
     count = 0
     def on_int(signum, frame):
         global count
@@ -551,35 +751,36 @@ COUNTS_SIGINT = """
         time.sleep(0.01)
     time.sleep(0.3)  # let a second SIGINT, if any, arrive
     print("count", count, flush=True)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)  # and die of it, as an interrupted job does
 """
 
 
 def test_ctrl_c_in_a_terminal_reaches_the_command_and_cancels(emu: Emulator) -> None:
-    # The terminal signals the command itself; the wrapper only records the cancellation.
+    # The terminal signals its foreground group: the command's, not the wrapper's.
     # (Two SIGINTs this close together may merge, so this does not prove a single delivery.)
-    master, slave = os.openpty()
-    argv = [sys.executable, "-c", IN_TERMINAL, str(slave), *CLI, "run", "--", *py(COUNTS_SIGINT)]
-    try:
-        with subprocess.Popen(argv, env=env_for(emu), pass_fds=(slave,)) as proc:
-            os.close(slave)
-            slave = -1
-            try:
-                read_until(master, b"ready")
-                os.write(master, b"\x03")  # the terminal signals its whole foreground group
-                assert proc.wait(10) == 0
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-            rest = b""
-            with contextlib.suppress(OSError):  # EIO once every end of the pty is closed
-                while chunk := os.read(master, 4096):
-                    rest += chunk
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
-    assert b"count 1" in rest
+    with terminal_job(emu, "--", *py(COUNTS_SIGINT)) as master:
+        read_until(master, b"ready")
+        os.write(master, b"\x03")
+        output = read_until(master, b"handed back: ") + rest_of(master)
+    assert b"count 1" in output
+    assert b"shell: job exited 130" in output
+    assert b"handed back: True" in output
     assert end_state(emu)["subtitle"].startswith("Cancelled")
+
+
+def test_ctrl_z_stops_the_job_and_fg_resumes_it(emu: Emulator) -> None:
+    with terminal_job(emu, "--", *py(READS_TERMINAL)) as master:
+        read_until(master, b"ready")
+        os.write(master, b"\x1a")
+        # The wrapper stops with its command, so the shell sees the job stop.
+        read_until(master, b"shell: job stopped")
+        os.write(master, b"fg\n")
+        os.write(master, b"resumed\n")
+        read_until(master, b"got resumed")
+        output = read_until(master, b"handed back: ") + rest_of(master)
+    assert b"shell: job exited 0" in output
+    assert end_state(emu)["subtitle"].startswith("Done")
 
 
 # -- Python scripts ----------------------------------------------------------------------------
@@ -640,6 +841,127 @@ def test_run_python_script_fails_with_the_exception_type(emu: Emulator, tmp_path
     assert failed_with(final["subtitle"], "exit code 1: ValueError: bad row 7")
 
 
+STEPPING_SCRIPT = """
+    import sys
+    from activitysmith_track import current_activity
+
+    print("argv", sys.argv[1:])
+    current_activity().step()
+    current_activity().step()
+"""
+
+
+def test_script_mode_takes_the_activity_options_of_run(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "etl.py"
+    script.write_text(textwrap.dedent(STEPPING_SCRIPT))
+    result = cli(
+        emu,
+        "--title",
+        "Nightly ETL",
+        "--step",
+        "extract",
+        "--step",
+        "load",
+        "--color",
+        "blue",
+        "--tag",
+        "etl",
+        str(script),
+        "--title",
+        "the script's own",
+    )
+
+    assert result.returncode == 0, result.stderr
+    # Everything after the script is the script's.
+    assert result.stdout == b"argv ['--title', \"the script's own\"]\n"
+    start = only(emu, START).body
+    assert start["content_state"]["title"] == "Nightly ETL"
+    assert start["content_state"]["type"] == "segmented_progress"
+    assert start["content_state"]["number_of_steps"] == 2
+    assert start["content_state"]["color"] == "blue"
+    assert start["tags"] == ["etl"]
+    final = end_state(emu)
+    assert final["current_step"] == 2
+    assert final["subtitle"].startswith("Done")
+
+
+def test_script_mode_drives_a_stream(emu: Emulator, tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("print('hi')\n")
+    result = cli(emu, "--stream-key", "nightly", "--total", "10", str(script))
+
+    assert result.returncode == 0, result.stderr
+    put, delete = emu.requests
+    assert (put.method, delete.method) == ("PUT", "DELETE")
+    assert put.body["content_state"]["type"] == "progress"
+    assert put.body["content_state"]["upper_limit"] == 10
+    record = emu.stream_activity("nightly")
+    assert record is not None
+    assert record.status == "ended"
+
+
+def test_script_mode_without_a_key_runs_the_script_with_one_warning(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nprint('ran')\nsys.exit(5)\n")
+    result = cli(None, "--steps", "2", str(script))
+
+    assert result.returncode == 5
+    assert result.stdout == b"ran\n"
+    (line,) = result.stderr.decode().splitlines()
+    assert "ACTIVITYSMITH_API_KEY is not set" in line
+
+
+def test_script_mode_and_run_share_their_activity_options() -> None:
+    def options(parser: argparse.ArgumentParser) -> dict[str, str | None]:
+        return {
+            option: action.help
+            for action in parser._actions
+            for option in action.option_strings
+            if option not in ("-h", "--help")
+        }
+
+    run_parser = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["run"]
+    script_options = options(build_script_parser())
+    run_options = options(run_parser)
+    assert set(script_options) <= set(run_options)
+    # Only what cannot apply in-process is run's alone: markers read a child's output.
+    assert set(run_options) - set(script_options) == {
+        "--hide-markers",
+        "--marker-regex",
+        "--no-markers",
+    }
+    for option in ("--title", "--flush-timeout"):
+        assert script_options[option] != run_options[option]  # each names its own job
+        assert script_options[option] is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steps", "0", "SCRIPT"], "must be at least 1"),
+        (["--bogus", "SCRIPT"], "unrecognized arguments"),
+        (["--steps", "2", "--total", "4", "SCRIPT"], "not allowed with"),
+        (["--title", "T"], "required: script"),
+        (["--base-url", "http://127.0.0.1:9/api", "list"], "options go after the command"),
+    ],
+)
+def test_bad_script_mode_options_exit_2_with_one_line(
+    emu: Emulator, tmp_path: Path, args: list[str], message: str
+) -> None:
+    sentinel = tmp_path / "ran"
+    script = tmp_path / "job.py"
+    script.write_text(f"open({str(sentinel)!r}, 'w').close()\n")
+    result = cli(emu, *[str(script) if a == "SCRIPT" else a for a in args])
+
+    assert result.returncode == 2
+    (line,) = result.stderr.decode().splitlines()
+    assert message in line
+    assert not sentinel.exists()
+    assert emu.requests == []
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 
@@ -680,14 +1002,31 @@ def test_bad_input_exits_2_with_one_line_and_starts_nothing(
     assert emu.requests == []
 
 
-def test_no_api_key_exits_2_before_running_the_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_no_api_key_runs_the_command_anyway_with_one_warning(
+    tmp_path: Path, exit_code: int
+) -> None:
+    # A cron line whose environment lost the key must still run the backup.
     sentinel = tmp_path / "ran"
-    result = cli(None, "run", "--", *py(f"open({str(sentinel)!r}, 'w').close()"))
+    child = py(f"open({str(sentinel)!r}, 'w').close(); print('out'); raise SystemExit({exit_code})")
+    started = time.monotonic()
+    result = cli(None, "run", "--steps", "2", "--", *child)
 
-    assert result.returncode == 2
-    assert result.stderr.count(b"\n") == 1
-    assert b"ACTIVITYSMITH_API_KEY" in result.stderr
-    assert not sentinel.exists()
+    assert result.returncode == exit_code
+    assert sentinel.exists()
+    assert result.stdout == b"out\n"
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith("activitysmith-track: ACTIVITYSMITH_API_KEY is not set")
+    assert time.monotonic() - started < 5  # no wait for an end that was never sent
+
+
+def test_no_api_key_in_a_one_shot_command_is_a_configuration_error() -> None:
+    result = cli(None, "start", "--title", "Deploy")
+
+    assert result.returncode == 1
+    (line,) = result.stderr.decode().splitlines()
+    assert "no API key" in line
+    assert "ACTIVITYSMITH_API_KEY" in line
 
 
 def test_every_option_has_help_text() -> None:

@@ -770,3 +770,33 @@ def test_a_remote_url_without_a_key_is_refused(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="ACTIVITYSMITH_API_KEY"):
         Client(base_url="https://example.com/api")
+
+
+@pytest.mark.parametrize(
+    ("call", "status"),
+    [
+        (lambda c: c.start(ContentState(title="T", type="timer", counts_down=False)), 405),
+        (
+            lambda c: c.put_stream("k", ContentState(title="T", type="timer", counts_down=False)),
+            405,
+        ),
+        (lambda c: c.delete_stream("k"), 405),
+    ],
+)
+def test_a_base_url_without_api_asks_did_you_mean(
+    emu: Emulator, make_client: Callable[..., Client], call: Callable[[Client], Any], status: int
+) -> None:
+    site = emu.base_url.removesuffix("/api")
+    client = make_client(base_url=site)
+    with pytest.raises(APIError) as caught:
+        call(client)
+    assert caught.value.status == status
+    assert caught.value.hint == f"the base URL has no /api path: did you mean {site}/api?"
+    assert str(caught.value).endswith(f"did you mean {site}/api?")
+
+
+def test_a_real_404_from_the_api_gets_no_path_hint(emu: Emulator, client: Client) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        client.delete_stream("never-started")
+    assert caught.value.hint is None
+    assert "did you mean" not in str(caught.value)

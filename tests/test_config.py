@@ -138,3 +138,63 @@ def test_configure_refuses_unknown_and_bad_values_at_once() -> None:
     assert resolve_settings(env={}).flush_timeout == 10.0  # the refused value changed nothing
     with pytest.raises(ConfigurationError, match="base_url"):
         resolve_settings({"base_url": "ftp://x"}, env={})
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("ACTIVITYSMITH_APIKEY", "ACTIVITYSMITH_API_KEY"),
+        ("ACTIVITYSMITH_TRACK_DISABLE", "ACTIVITYSMITH_TRACK_DISABLED"),
+        ("ACTIVITYSMITH_TRACK_FLUSHTIMEOUT", "ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT"),
+        ("activitysmith_base_url", "ACTIVITYSMITH_BASE_URL"),
+        ("ACTIVITYSMITH_STATE_DIR", "ACTIVITYSMITH_TRACK_STATE_DIR"),
+    ],
+)
+def test_a_misspelled_variable_is_warned_about_once_naming_the_right_one(
+    typo: str, meant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="activitysmith_track")
+    env = {typo: "1"}
+    for _ in range(3):
+        assert resolve_settings(env=env) == resolve_settings(env={})
+    messages = [r.getMessage() for r in caplog.records if typo in r.getMessage()]
+    assert messages == [f"ignoring {typo}: not a setting; did you mean {meant}?"]
+
+
+@pytest.mark.parametrize(
+    "name", ["ACTIVITYSMITH_CHANNEL", "ACTIVITYSMITH_WEBHOOK_SECRET", "ACTIVITYSMITH_SDK_DEBUG"]
+)
+def test_another_activitysmith_variable_close_to_none_of_ours_is_left_alone(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="activitysmith_track")
+    resolve_settings(env={name: "x"})
+    assert [r for r in caplog.records if name in r.getMessage()] == []
+
+
+def test_configure_suggests_the_setting_meant() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        configure(flush_timout=3)
+    assert str(caught.value) == "unknown setting 'flush_timout'; did you mean 'flush_timeout'?"
+    with pytest.raises(ConfigurationError) as caught:
+        configure(colour="red")
+    assert str(caught.value).startswith("unknown setting 'colour'; known: api_key, base_url,")
+    with pytest.raises(ConfigurationError) as caught:
+        configure(strickt=True, debunce=2)
+    assert str(caught.value).startswith(
+        "unknown settings 'debunce'; did you mean 'debounce'?, 'strickt'; did you mean 'strict'?"
+    )
+
+
+def test_the_ledger_settings(tmp_path: object) -> None:
+    assert Settings().ledger is True
+    assert Settings().state_dir is None
+    with pytest.raises(ArgumentTypeError, match="ledger"):
+        Settings(ledger="no")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="state_dir"):
+        Settings(state_dir=" ")
+    with pytest.raises(ArgumentTypeError, match="state_dir"):
+        Settings(state_dir=3)  # type: ignore[arg-type]
+    env = {"ACTIVITYSMITH_TRACK_LEDGER": "off", "ACTIVITYSMITH_TRACK_STATE_DIR": "/srv/state"}
+    settings = resolve_settings(env=env)
+    assert (settings.ledger, settings.state_dir) == (False, "/srv/state")

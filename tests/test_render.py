@@ -145,9 +145,7 @@ def test_a_custom_look_and_its_template() -> None:
 
 def test_a_hand_on_sends_the_state_as_it_is() -> None:
     state = started(plan("ETL", stream_key="etl", steps=["e", "t"], step=1)[0])
-    handed = attrs.evolve(
-        state, ending=Ending(outcome=Outcome.SUCCESS, at=T0 + 9, hand_on=True)
-    )
+    handed = attrs.evolve(state, ending=Ending(outcome=Outcome.SUCCESS, at=T0 + 9, hand_on=True))
     shown = final(handed, Position(step=1, step_name="e")).content_state
     assert (shown.current_step, shown.subtitle, shown.color) == (1, "e", None)
 

@@ -70,7 +70,9 @@ def test_the_end_job_follows_the_ending() -> None:
         ({"type": "stats", "metrics": {"a": 1}}, ActivityType.STATS),
     ],
 )
-def test_the_type_follows_from_the_arguments(kwargs: dict[str, Any], expected: ActivityType) -> None:
+def test_the_type_follows_from_the_arguments(
+    kwargs: dict[str, Any], expected: ActivityType
+) -> None:
     state, _ = plan("Job", **kwargs)
     assert state.kind is expected
 
