@@ -40,7 +40,7 @@ import enum
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -283,9 +283,8 @@ class _Mirror:
         self.left_early = False
         self.title: str = handle.title
         self.shown: object = None
-        # Iterations of the bar under way: while one is, it (not close()) ends the activity.
-        # A flag, not a weak reference to the generator: a generator being collected loses
-        # its weak references before its finally clauses run.
+        # Iterations begun (iter() called) and not ended: closing the bar while one is paused
+        # mid-way leaves the loop early.
         self.iterating = 0
         self.async_iterating = False
 
@@ -524,28 +523,13 @@ class tqdm(_std_tqdm):  # type: ignore[misc]
     # -- iteration ----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
+        # tqdm's own generator, unchanged: it keeps the count in a local variable and calls
+        # update() only where it redraws, and a wrapper around it would cost a generator
+        # resume per item. How the loop ended is read once, when it closes the bar (close()).
         mirror = self._mirror
-        if mirror is None or mirror.ended:
-            return super().__iter__()  # type: ignore[no-any-return]
-        return self._mirrored_iteration(mirror)
-
-    def _mirrored_iteration(self, mirror: _Mirror) -> Generator[Any, None, None]:
-        # tqdm's own loop (the item count lives in its local variable), wrapped once: only
-        # the way it ends is ours. ``yield from`` hands items through without Python code.
-        ending, error = Ending.STOPPED, None
-        mirror.iterating += 1
-        try:
-            yield from _std_tqdm.__iter__(self)
-            ending = Ending.DONE
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            ending, error = Ending.RAISED, exc
-            raise
-        finally:
-            mirror.iterating -= 1
-            self._iteration_ended(mirror, ending, error)
-            error = None  # no reference cycle through the traceback
+        if mirror is not None and not mirror.ended:
+            mirror.iterating += 1
+        return super().__iter__()  # type: ignore[no-any-return]
 
     def __aiter__(self) -> AsyncIterator[Any]:
         # tqdm.asyncio's protocol, set up when an ``async for`` begins (not at construction,
@@ -626,9 +610,23 @@ class tqdm(_std_tqdm):  # type: ignore[misc]
     def close(self) -> None:
         super().close()
         mirror = self._mirror
-        if mirror is None or mirror.ended or mirror.iterating:
-            # Not mirrored, already ended, or inside an iteration, whose end (right after
-            # this, in every way a loop ends) knows how it ended.
+        if mirror is None or mirror.ended:
+            return
+        caller = sys._getframe(1)
+        if caller.f_code is _TQDM_LOOP:
+            # tqdm's loop closes the bar from its ``finally`` however it ends. An exception
+            # that ends the loop (GeneratorExit after a break or a collection, one raised by
+            # the iterable or thrown in) is the one being handled there, and its traceback
+            # starts at the loop's own frame; when the iterable simply ran out, nothing is
+            # handled, or only some exception of the caller's that never passed through the
+            # loop (CPython 3.10 to 3.13 alike; the tests cover each way).
+            mirror.iterating = max(0, mirror.iterating - 1)
+            exc = sys.exc_info()[1]
+            traceback = None if exc is None else exc.__traceback__
+            if traceback is not None and traceback.tb_frame is caller:
+                self._iteration_ended(mirror, Ending.RAISED, exc)
+            else:
+                self._iteration_ended(mirror, Ending.DONE, None)
             return
         self._end_mirror(mirror, self._exit_exc)
 
@@ -636,10 +634,14 @@ class tqdm(_std_tqdm):  # type: ignore[misc]
         reading = Reading.of(self)
         if exc is not None:
             mirror.finish(reading, Ending.RAISED, exc)
-        elif mirror.left_early or mirror.async_iterating:
+        elif mirror.left_early or mirror.iterating or mirror.async_iterating:
             mirror.finish(reading, Ending.STOPPED)
         else:
             mirror.finish(reading, Ending.DONE)
+
+
+# The code of tqdm's iteration, whose end close() recognises.
+_TQDM_LOOP = _std_tqdm.__iter__.__code__
 
 
 def trange(*args: Any, **kwargs: Any) -> tqdm:

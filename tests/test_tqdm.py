@@ -434,6 +434,57 @@ def test_an_iterator_dropped_mid_way_ends_stopped(emu: Emulator, clock: ManualCl
     assert only(emu).state["subtitle"] == "Stopped at 10%"
 
 
+def test_close_while_the_loop_is_paused_ends_stopped(emu: Emulator, clock: ManualClock) -> None:
+    bar = tqdm(range(10), desc="paused", file=io.StringIO())
+    items = iter(bar)
+    for _ in range(4):
+        next(items)
+        clock.tick(0.5)  # so that tqdm redraws: its loop keeps the count to itself till then
+    bar.close()  # the iteration is still alive, paused at its fourth item
+    settle(bar)
+    assert only(emu).state["subtitle"] == "Stopped at 30%"
+    del items  # tqdm's loop now closes the bar again: the card has ended already
+    gc.collect()
+    assert len(emu.activities) == 1
+
+
+def test_a_loop_run_out_inside_an_except_block_is_done(emu: Emulator, clock: ManualClock) -> None:
+    # The caller's exception is being handled while the loop ends: it is not the loop's.
+    bar = tqdm(range(5), desc="retry", file=io.StringIO())
+    try:
+        raise ConnectionError("first attempt")
+    except ConnectionError:
+        for _ in bar:
+            clock.tick(0.2)
+    settle(bar)
+    assert only(emu).state["color"] == "green"
+    assert only(emu).state["percentage"] == 100
+
+
+def test_an_exception_thrown_into_the_loop_ends_failed(emu: Emulator, clock: ManualClock) -> None:
+    bar = tqdm(range(10), desc="thrown", file=io.StringIO())
+    items = iter(bar)
+    next(items)
+    next(items)
+    with pytest.raises(TimeoutError):
+        items.throw(TimeoutError("took too long"))
+    settle(bar)
+    assert only(emu).state["subtitle"] == "Failed at 10%: TimeoutError: took too long"
+
+
+def test_a_loop_body_raising_outside_with_ends_stopped(emu: Emulator, clock: ManualClock) -> None:
+    # Without a with block the bar sees only that its loop was left (Python closes the loop
+    # before the exception reaches a handler): stopped, where it stopped. README says to
+    # use ``with tqdm(...) as bar`` for a failure to show as one.
+    bar = tqdm(range(10), desc="body", file=io.StringIO())
+    with pytest.raises(ZeroDivisionError):
+        for i in bar:
+            if i == 3:
+                _ = 1 / 0
+    settle(bar)
+    assert only(emu).state["subtitle"] == "Stopped at 30%"
+
+
 def test_a_with_block_that_raises_ends_failed(emu: Emulator, clock: ManualClock) -> None:
     with (
         pytest.raises(OSError, match="disk full"),
