@@ -51,6 +51,7 @@ from tqdm.std import tqdm as _std_tqdm
 from activitysmith_track._activity import (
     SUBTITLE_LIMIT,
     LiveActivity,
+    _describe_error,
     _trim,
     current_activity,
     live_activity,
@@ -196,19 +197,9 @@ def default_title(argv: list[str] | None = None) -> str:
 
 
 def error_text(exc: BaseException, *, show_message: bool) -> str:
-    """An exception as a failure shows it: ``OSError: disk full``, or ``OSError`` alone."""
-    if isinstance(exc, SystemExit):
-        if isinstance(exc.code, str):
-            return f"exit code 1: {exc.code}" if show_message else "exit code 1"
-        return f"exit code {exc.code}"
-    name = type(exc).__name__
-    text = ""
-    if show_message:
-        try:
-            text = str(exc)
-        except Exception:  # the job's exception propagates, whatever its __str__ does
-            text = ""
-    return f"{name}: {text}" if text else name
+    """An exception as a failure shows it: ``OSError: disk full``, or ``OSError`` alone
+    (the library's own wording, as when a ``with live_activity()`` block raises)."""
+    return _describe_error(exc, None, show_message)
 
 
 class Ending(enum.Enum):
@@ -290,15 +281,20 @@ class _Mirror:
 
     # -- while it runs ------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the Live Activity. Raises only what ``la.start()`` raises: in strict mode,
+        a missing API key, as ``with live_activity(...)`` would."""
+        if not self.started:
+            self.handle.start()
+            self.started = True
+
     def show(self, reading: Reading) -> None:
         """Hand the bar's state to the Live Activity (starts it on the first call)."""
         if self.ended or self.broken:
             return
         la = self.handle
         try:
-            if not self.started:
-                self.started = True
-                la.start()
+            self.start()
             if la.ended:  # ended through bar.live_activity by the caller
                 self.ended = True
                 return
@@ -319,6 +315,8 @@ class _Mirror:
                     la.progress(reading.value, reading.total)
                     self.shown = shown
         except Exception:
+            if la.ended:  # ended meanwhile on another thread (tqdm's monitor redraws, say)
+                return
             # Tracking never breaks the loop: say it once, stop mirroring, still try the end.
             self.broken = True
             logger.warning(
@@ -384,7 +382,8 @@ class _Mirror:
 
 def _open_handle(reading: Reading, options: Mapping[str, Any]) -> tuple[LiveActivity, bool]:
     """Build (not start) the Live Activity for a bar; raises on bad ``activity=`` options."""
-    title = options.get("title") or title_from(reading.desc) or default_title()
+    # A title given in the options is used as given (live_activity() checks it).
+    title = options["title"] if "title" in options else title_from(reading.desc) or default_title()
     rest = {k: v for k, v in options.items() if k != "title"}
     counting = reading.total is None
     if not counting:
@@ -478,6 +477,7 @@ class tqdm(_std_tqdm):  # type: ignore[misc]
             return
         self._mirror = mirror
         if self.delay <= 0:  # with delay=, the card waits for the bar's first drawing too
+            mirror.start()
             mirror.show(reading)
 
     def _keep_card_off_terminal(

@@ -759,6 +759,7 @@ def test_a_caller_look_wins_over_the_bars_texts(emu: Emulator, clock: ManualCloc
         ({"total": 10}, ValidationError, "total"),
         ({"color": "chartreuse"}, ValidationError, "color"),
         ({"tags": ["x" * 65]}, ValidationError, "tags"),
+        ({"title": ""}, ValidationError, "title"),
         ("nightly", ArgumentTypeError, "activity"),
     ],
 )
@@ -771,6 +772,17 @@ def test_bad_activity_options_are_refused_before_drawing(
     gc.collect()
     assert f.getvalue() == ""
     assert emu.requests == []
+
+
+def test_strict_mode_without_a_key_raises_at_the_bar(
+    monkeypatch: pytest.MonkeyPatch, clock: ManualClock
+) -> None:
+    from activitysmith_track import ConfigurationError
+
+    monkeypatch.delenv("ACTIVITYSMITH_API_KEY", raising=False)
+    monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", "https://activitysmith.invalid/api")
+    with pytest.raises(ConfigurationError, match="API key"):
+        tqdm(range(3), file=io.StringIO(), activity={"strict": True})
 
 
 def test_live_must_be_a_bool_or_none() -> None:
