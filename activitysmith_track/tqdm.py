@@ -210,7 +210,7 @@ class Ending(enum.Enum):
     RAISED = "raised"  # an exception: in the iterable, or leaving the with block
 
 
-class Outcome(enum.Enum):
+class CardEnd(enum.Enum):
     """How the card ends."""
 
     DONE = "done"
@@ -219,17 +219,17 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
-def outcome_of(ending: Ending, exc: BaseException | None) -> Outcome:
+def outcome_of(ending: Ending, exc: BaseException | None) -> CardEnd:
     """The card's end for a run's ending, judging exceptions as a ``with`` block does."""
     if ending is Ending.DONE:
-        return Outcome.DONE
+        return CardEnd.DONE
     if ending is Ending.STOPPED or exc is None or isinstance(exc, GeneratorExit):
-        return Outcome.STOPPED
+        return CardEnd.STOPPED
     if isinstance(exc, SystemExit) and exc.code in (None, 0):
-        return Outcome.DONE
+        return CardEnd.DONE
     if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
-        return Outcome.CANCELLED
-    return Outcome.FAILED
+        return CardEnd.CANCELLED
+    return CardEnd.FAILED
 
 
 def check_activity_options(activity: object) -> dict[str, Any]:
@@ -340,11 +340,11 @@ class _Mirror:
         la = self.handle
         outcome = outcome_of(ending, exc)
         try:
-            if outcome is Outcome.DONE:
+            if outcome is CardEnd.DONE:
                 la.end(**self._done_fields(reading))
-            elif outcome is Outcome.STOPPED:
+            elif outcome is CardEnd.STOPPED:
                 la.cancel(**self._subtitle("on_cancel", f"Stopped {reading.where()}"))
-            elif outcome is Outcome.CANCELLED:
+            elif outcome is CardEnd.CANCELLED:
                 fields = self._subtitle("on_cancel", f"Cancelled {reading.where()}")
                 la.cancel(**(fields if self.counting else {}))
             else:
