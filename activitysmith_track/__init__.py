@@ -42,6 +42,7 @@ from activitysmith_track._errors import (
     UsageError,
     ValidationError,
 )
+from activitysmith_track._logbridge import ActivityLogHandler
 from activitysmith_track._model import (
     Action,
     ActionType,
@@ -64,6 +65,7 @@ __all__ = [
     "Action",
     "ActionType",
     "ActivityEndedError",
+    "ActivityLogHandler",
     "ActivitySmithTrackError",
     "ActivityType",
     "ArgumentTypeError",

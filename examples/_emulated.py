@@ -41,6 +41,10 @@ def describe(request: RecordedRequest) -> str:
         parts.append(repr(state["title"]))
     if "number_of_steps" in state:
         parts.append(f"step {state.get('current_step')}/{state['number_of_steps']}")
+    if "percentage" in state:
+        parts.append(f"{state['percentage']:g}%")
+    elif "upper_limit" in state:
+        parts.append(f"{state.get('value')}/{state['upper_limit']}")
     for field in ("type", "subtitle", "color"):
         if field in state:
             parts.append(f"{field}={state[field]!r}")

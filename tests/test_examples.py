@@ -12,14 +12,13 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.parametrize("name", ["backup_script", "batch_function", "etl_pipeline"])
-def test_example_runs_against_an_emulator(name: str) -> None:
+def run_example(name: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("ACTIVITYSMITH_", "PYTEST_"))  # the example starts its own emulator
+        if not k.startswith(("ACTIVITYSMITH_", "PYTEST_", "TQDM_"))  # it starts its own emulator
     }
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py")],
         env=env,
         capture_output=True,
@@ -27,6 +26,13 @@ def test_example_runs_against_an_emulator(name: str) -> None:
         timeout=60,
         check=False,
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["backup_script", "batch_function", "etl_pipeline", "tqdm_loop", "logging_bridge"]
+)
+def test_example_runs_against_an_emulator(name: str) -> None:
+    done = run_example(name)
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -58,3 +64,22 @@ def test_pipeline_of_processes_shares_one_stream() -> None:
     assert "color='green'" in lines[-1]
     for step in ("extract", "transform", "load"):
         assert any(f"subtitle={step!r}" in line for line in lines), step
+
+
+def test_tqdm_example_draws_the_bar_and_fills_the_card() -> None:
+    done = run_example("tqdm_loop")
+    assert done.returncode == 0, done.stderr
+    assert "Resize photos: 100%" in done.stderr  # tqdm's own bar, on its own stream
+    end = [line for line in done.stdout.splitlines() if line.startswith("POST /live-activity/end")]
+    assert len(end) == 1
+    assert "'Resize photos'  100%" in end[0]
+
+
+def test_logging_example_shows_each_logged_step() -> None:
+    done = run_example("logging_bridge")
+    assert done.returncode == 0, done.stderr
+    # The first line may ride on the start (sent in the background) or follow it.
+    shown = [line for line in done.stdout.splitlines() if line.startswith("POST /live-activity/")]
+    for text in ("extracting orders", "transforming 1,200 orders", "loading orders"):
+        assert any(text in line for line in shown), (text, done.stdout)
+    assert "connection pool warm" not in done.stdout

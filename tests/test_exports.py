@@ -9,6 +9,7 @@ PUBLIC = {
     "Action",
     "ActionType",
     "ActivityEndedError",
+    "ActivityLogHandler",
     "ActivitySmithTrackError",
     "ActivityType",
     "ArgumentTypeError",
