@@ -42,6 +42,7 @@ from activitysmith_track._errors import (
     UsageError,
     ValidationError,
 )
+from activitysmith_track._lifecycle import flush
 from activitysmith_track._logbridge import ActivityLogHandler
 from activitysmith_track._model import (
     Action,
@@ -103,6 +104,7 @@ __all__ = [
     "__version__",
     "configure",
     "current_activity",
+    "flush",
     "live_activity",
     "stream_key_from",
     "tracked_steps",

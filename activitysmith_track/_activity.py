@@ -591,7 +591,7 @@ class LiveActivity:
     ) -> AsyncIterator[T]:
         """Like :meth:`track`, for an async iterable."""
         if total is None and hasattr(iterable, "__len__"):
-            total = len(iterable)
+            total = len(iterable)  # type: ignore[arg-type]
         self._begin_tracking(total)
         async for item in iterable:
             yield item
@@ -815,10 +815,10 @@ class LiveActivity:
             seconds = check_number("duration_seconds", content["duration_seconds"], above=0)
             running = content.get("is_running", countdown.running) is not False
             return Countdown(left=float(seconds), since=now, running=running)
-        running = content.get("is_running")
-        if running is None or now is None or running == countdown.running:
+        wanted = content.get("is_running")
+        if wanted is None or now is None or wanted == countdown.running:
             return countdown
-        return countdown.resumed(now) if running else countdown.paused(now)
+        return countdown.resumed(now) if wanted else countdown.paused(now)
 
 
 class _NoActivity(LiveActivity):

@@ -66,7 +66,7 @@ def _plain_number(value: object) -> int | float | None:
     if isinstance(value, bool):
         return None
     if type(value) is int or type(value) is float:
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):

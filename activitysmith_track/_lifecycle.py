@@ -34,6 +34,7 @@ from activitysmith_track._dispatch import Lane, dispatchers, shutdown_all
 __all__ = [
     "SIGNAL_FLUSH",
     "closed",
+    "flush",
     "opened",
     "recent_signal",
     "stop_all",
@@ -205,3 +206,17 @@ def _on_signal(signum: int, frame: Any) -> None:
     # Die of the signal, as the process would have without us.
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every activity that ended has its end delivered, whatever its account.
+
+    ``timeout`` defaults to the longest ``flush_timeout`` among those still on their way.
+    Returns False when some were still on their way at the timeout (they go on in the
+    background). Useful at the end of a notebook cell, in tests, or before ``os._exit``.
+    """
+    if timeout is not None:
+        from activitysmith_track._checks import check_seconds
+
+        timeout = check_seconds("timeout", timeout)
+    return shutdown_all(timeout) == 0

@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import weakref
 
-from activitysmith_track._activity import SUBTITLE_LIMIT, LiveActivity, _trim, current_activity
+from activitysmith_track._activity import LiveActivity, current_activity
 from activitysmith_track._errors import ActivityEndedError, ArgumentTypeError
+from activitysmith_track._render import SUBTITLE_LIMIT
+from activitysmith_track._render import trim as _trim
 
 __all__ = ["ActivityLogHandler"]
 

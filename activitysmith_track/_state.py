@@ -126,26 +126,26 @@ def _check_template(_inst: object, _attr: object, value: str | None) -> None:
             raise ValidationError("subtitle", f"uses {shown}; the fields are {allowed}", value)
 
 
-def _to_color(value: Color | str | None) -> Any:
+def _to_color(value: Color | str | None) -> Color | None:
     if isinstance(value, str) and not isinstance(value, Color):
         try:
             return Color(value)
         except ValueError:
             allowed = ", ".join(c.value for c in Color)
             raise refuse("color", value, f"must be one of: {allowed}") from None
-    return value
+    return value  # anything else is for the validator to refuse
 
 
-def _check_color(_inst: object, _attr: object, value: object) -> None:
+def _check_color(_inst: object, _attr: attrs.Attribute[Color | None], value: Color | None) -> None:
     if value is not None and not isinstance(value, Color):
         raise ArgumentTypeError("color", "a Color or a colour name", value)
 
 
-def _to_icon(value: Icon | str | None) -> Any:
+def _to_icon(value: Icon | str | None) -> Icon | None:
     return Icon(symbol=value) if isinstance(value, str) else value
 
 
-def _check_icon(_inst: object, _attr: object, value: object) -> None:
+def _check_icon(_inst: object, _attr: attrs.Attribute[Icon | None], value: Icon | None) -> None:
     if value is not None and not isinstance(value, Icon):
         raise ArgumentTypeError("icon", "an Icon or an SF Symbol name", value)
 

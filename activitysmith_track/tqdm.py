@@ -48,16 +48,12 @@ import attrs
 from tqdm.asyncio import tqdm_asyncio as _tqdm_asyncio
 from tqdm.std import tqdm as _std_tqdm
 
-from activitysmith_track._activity import (
-    SUBTITLE_LIMIT,
-    LiveActivity,
-    _describe_error,
-    _trim,
-    current_activity,
-    live_activity,
-)
+from activitysmith_track._activity import LiveActivity, current_activity, live_activity
 from activitysmith_track._config import resolve_settings
 from activitysmith_track._errors import ArgumentTypeError, ValidationError
+from activitysmith_track._render import SUBTITLE_LIMIT
+from activitysmith_track._render import describe_error as _describe_error
+from activitysmith_track._render import trim as _trim
 
 __all__ = ["tqdm", "trange"]
 

@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import api_requests, paths
 
 from activitysmith_track import Dispatcher, RetryPolicy, Settings, live_activity
 from activitysmith_track import _dispatch as dispatch_module
 from activitysmith_track._dispatch import SlidingWindow, TokenBucket
 from activitysmith_track.emulator import Emulator, Fault
 from activitysmith_track.testing import FakeClock
-from conftest import api_requests, paths
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02, max_elapsed=5)
 
@@ -308,7 +308,7 @@ def test_a_long_retry_wait_never_holds_the_exit_flush(emulator: Emulator) -> Non
         dispatcher.close()
 
 
-# -- the end comes first ----------------------------------------------------------------------------
+# -- the end comes first -------------------------------------------------------------------
 
 
 def test_a_hung_change_never_holds_back_the_end(emulator: Emulator) -> None:
@@ -392,7 +392,7 @@ def test_a_hundred_activities_at_once_all_start_and_end(emulator: Emulator) -> N
     assert elapsed < 8
 
 
-# -- capacity ----------------------------------------------------------------------------------------
+# -- capacity ------------------------------------------------------------------------------
 
 
 def test_a_capacity_refusal_is_reported_once_and_retried_once_per_interval(
@@ -471,7 +471,10 @@ def test_strict_mode_raises_the_root_cause_with_the_timeout_as_context() -> None
     from activitysmith_track import TransportError
 
     settings = Settings(base_url="http://127.0.0.1:9", debounce=0.0, flush_timeout=0.5)
-    with pytest.raises(TransportError) as caught, live_activity("Down", settings=settings, strict=True):
+    with (
+        pytest.raises(TransportError) as caught,
+        live_activity("Down", settings=settings, strict=True),
+    ):
         pass
     assert "could not connect" in str(caught.value)
     assert "flush_timeout" in str(caught.value.__context__)

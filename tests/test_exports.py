@@ -47,6 +47,7 @@ PUBLIC = {
     "__version__",
     "configure",
     "current_activity",
+    "flush",
     "live_activity",
     "stream_key_from",
     "tracked_steps",

@@ -202,15 +202,15 @@ def test_a_broken_record_follows_loggings_own_rules(
 def test_the_activity_is_updated_only_when_the_text_changes(
     emu: Emulator, handler: ActivityLogHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with live_activity("Nightly ETL") as la:
-        updates: list[dict[str, Any]] = []
-        real_update = la.update
+    updates: list[dict[str, Any]] = []
+    real_update = LiveActivity.update
 
-        def counting_update(**fields: Any) -> None:
-            updates.append(fields)
-            real_update(**fields)
+    def counting_update(self: LiveActivity, **fields: Any) -> None:
+        updates.append(fields)
+        real_update(self, **fields)
 
-        monkeypatch.setattr(la, "update", counting_update)
+    monkeypatch.setattr(LiveActivity, "update", counting_update)
+    with live_activity("Nightly ETL"):
         for _ in range(1_000):
             log.info("waiting for the database")
         log.info("database ready")

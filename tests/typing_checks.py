@@ -21,7 +21,10 @@ from activitysmith_track import LiveActivity, TrackedSteps, current_activity, tr
 @tracked_steps("Nightly ETL", steps=["extract", "transform", "load"])
 def nightly(day: str, *, dry_run: bool = False) -> int:
     la = current_activity()
-    assert_type(la, LiveActivity | None)
+    assert_type(la, LiveActivity)
+    la.step("extract")  # always safe: outside an activity it does nothing
+    if la:
+        la.advance(3)
     return len(day)
 
 
