@@ -248,6 +248,7 @@ class Lane:
         "state",
         "stopped_by",
         "tally",
+        "ticket",
         "timeout",
         "urgent",
         "waiters",
@@ -291,6 +292,7 @@ class Lane:
         self.retry_at = 0.0
         self.deadline: float | None = None  # the end's: while a block waits for it
         self.settings: Settings | None = None
+        self.ticket: Any = None  # the lifecycle's note of this open activity (its ledger entry)
         self.bucket: TokenBucket | None = None
         self.flush_timeout = 0.0
         self.timeout = (5.0, 15.0)
@@ -359,7 +361,17 @@ class Account:
         return max(self.budget.ready_at(now), self.paused_until)
 
 
-Observer = Callable[[str, Lane, Any], None]
+# Hears what was delivered, on the sender thread: (event, lane, payload, result) with events
+# "starting" (before a stream's first PUT), "started", "sent" and "ended". The lifecycle's
+# ledger of open activities is the default one.
+Observer = Callable[[str, Lane, Payload | None, Result | None], None]
+_default_observer: Observer | None = None
+
+
+def set_default_observer(observer: Observer | None) -> None:
+    """The observer of every dispatcher that is not given one."""
+    global _default_observer
+    _default_observer = observer
 
 
 class Dispatcher:
@@ -391,7 +403,7 @@ class Dispatcher:
         self._settings = settings
         self.clock = clock
         self._wire_factory = wire_factory or _make_wire
-        self.observer = observer
+        self._observer = observer
         watch = getattr(clock, "watch", None)
         if callable(watch):
             watch(self.wake)
@@ -416,6 +428,10 @@ class Dispatcher:
 
     def __repr__(self) -> str:
         return f"<Dispatcher {self._settings.base_url} lanes={len(self._lanes)}>"
+
+    def owned_by(self, pid: int) -> bool:
+        """Whether this dispatcher belongs to process ``pid`` (a forked child resets it)."""
+        return self._pid == pid
 
     # -- called on the user's threads ----------------------------------------------------------
 
@@ -814,6 +830,10 @@ class Dispatcher:
             if job is Job.CHANGE and payload == lane.last_sent:
                 self._done_job(lane, inflight, None)
                 return
+            if job is Job.START and lane.state.target.stream_key is not None:
+                # Before the first PUT: no other process may take this stream for an orphan
+                # of its own while it starts.
+                self._observe("starting", lane, payload, None)
             result = self._send(lane, effective, payload, inflight)
         except Exception as exc:  # the sender must survive anything
             self._failed_job(lane, job, inflight, exc)
@@ -871,12 +891,12 @@ class Dispatcher:
                     lane.phase = Phase.LIVE
                     if result.activity_id:
                         lane.activity_id = result.activity_id
-                    self._observe("started", lane, result)
+                    self._observe("started", lane, payload, result)
                 elif job is Job.END:
-                    self._observe("ended", lane, result)
+                    self._observe("ended", lane, payload, result)
                     self._finish(lane)
                 else:
-                    self._observe("sent", lane, payload)
+                    self._observe("sent", lane, payload, result)
             self._cond.notify_all()
             self._wake_locked()
 
@@ -903,6 +923,7 @@ class Dispatcher:
             op = operation(lane.state.target, job if job is not Job.END else lane.state.end_job())
             if job is Job.END and isinstance(exc, NotFoundError) and op is Operation.STREAM_DELETE:
                 # A stream already gone (ended by another process of the pipeline) is ended.
+                self._observe("ended", lane, None, None)
                 self._finish(lane)
                 self._wake_locked()
                 return
@@ -989,11 +1010,13 @@ class Dispatcher:
             self._lanes.remove(lane)
         self._cond.notify_all()
 
-    def _observe(self, event: str, lane: Lane, detail: Any) -> None:
-        observer = self.observer
+    def _observe(
+        self, event: str, lane: Lane, payload: Payload | None, result: Result | None
+    ) -> None:
+        observer = self._observer or _default_observer
         if observer is not None:
             try:
-                observer(event, lane, detail)
+                observer(event, lane, payload, result)
             except Exception:  # an observer must never stop delivery
                 logger.debug("observer failed on %s", event, exc_info=True)
 
@@ -1081,8 +1104,11 @@ def get_dispatcher(settings: Settings) -> Dispatcher:
 
 
 def dispatchers() -> list[Dispatcher]:
-    with _registry_lock:
-        return list(_dispatchers.values())
+    """This process's dispatchers. Takes no lock, so a signal handler may call it anywhere:
+    in a forked child before its after-fork hooks ran, a parent's dispatcher (whose lock a
+    parent thread may have held at the fork) is left out."""
+    pid = os.getpid()
+    return [d for d in list(_dispatchers.values()) if d.owned_by(pid)]
 
 
 def shutdown_all(timeout: float | None = None) -> int:

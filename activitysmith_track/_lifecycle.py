@@ -29,7 +29,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from activitysmith_track._dispatch import Lane, dispatchers, shutdown_all
+from activitysmith_track._client import Result
+from activitysmith_track._config import Settings
+from activitysmith_track._dispatch import Lane, dispatchers, set_default_observer, shutdown_all
+from activitysmith_track._model import Payload
 
 __all__ = [
     "SIGNAL_FLUSH",
@@ -45,6 +48,10 @@ logger = logging.getLogger("activitysmith_track")
 # The longest a stopping signal waits for the ends it sends (also bounded by flush_timeout):
 # supervisors give a stopped job a grace period (Docker 10 s, Kubernetes 30 s) before SIGKILL.
 SIGNAL_FLUSH = 5.0
+
+# How long exit waits for this process's cleanup of orphans left by earlier runs, at least.
+SWEEP_GRACE = 5.0
+_sweeps: list[threading.Thread] = []
 
 # The lanes of started activities that have not ended, and their finalizers, by id(lane).
 # No lock: a finalizer may run inside garbage collection on a thread that holds any lock, so
@@ -103,9 +110,15 @@ def closed(lane: Lane) -> None:
 def _at_exit() -> None:
     # End every activity that is still open, then give their ends flush_timeout to arrive.
     _end_open(stopped_by=None)
+    started = time.monotonic()
+    longest = max((d.exit_timeout() for d in dispatchers()), default=0.0)
     left = shutdown_all()
     if left:
         logger.warning("%d Live Activity end(s) could not be delivered before exit", left)
+    # A short job's own cleanup of orphans (ended by this run) gets the rest of the bound.
+    bound = max(longest, SWEEP_GRACE) - (time.monotonic() - started)
+    for sweep in list(_sweeps):
+        sweep.join(max(0.0, bound - (time.monotonic() - started)))
 
 
 def _end_open(*, stopped_by: str | None) -> None:
@@ -127,9 +140,14 @@ atexit.register(_at_exit)
 
 
 def _after_fork_in_child() -> None:
-    # The parent's activities are the parent's: a child never ends them.
+    # The parent's activities are the parent's: a child never ends them. Nor does it keep
+    # the parent's signal handlers (a pool worker must die of SIGTERM as promptly as if this
+    # library were not there); its own first activity installs them again.
     _open.clear()
     _main_lanes.clear()
+    _sweeps.clear()
+    if threading.current_thread() is threading.main_thread():
+        _uninstall()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -220,3 +238,48 @@ def flush(timeout: float | None = None) -> bool:
 
         timeout = check_seconds("timeout", timeout)
     return shutdown_all(timeout) == 0
+
+
+# -- the ledger of open activities ----------------------------------------------------------------
+
+
+def _note_delivery(event: str, lane: Lane, payload: Payload | None, result: Result | None) -> None:
+    """Keep the local ledger (see ``_ledger``) in step with what was delivered, on the
+    sender thread: an activity is noted when it starts, its last state as it is sent, and it
+    is dropped once its end arrived; an activity whose end never arrived stays, as an orphan
+    that a later run or ``activitysmith-track cleanup`` ends."""
+    settings = lane.settings
+    if settings is None or not settings.ledger:
+        return
+    from activitysmith_track import _ledger
+
+    stream_key = lane.state.target.stream_key
+    if event == "starting" and lane.ticket is None:
+        lane.ticket = _ledger.record_start(
+            settings, title=lane.label, stream_key=stream_key, state=payload
+        )
+        _sweep(settings)
+    elif event == "started":
+        if lane.ticket is None and result is not None and result.activity_id:
+            lane.ticket = _ledger.record_start(
+                settings, title=lane.label, activity_id=result.activity_id, state=payload
+            )
+            _sweep(settings)
+        elif lane.ticket is not None and payload is not None:
+            _ledger.record_state(lane.ticket, payload, activity_id=lane.activity_id)
+    elif event == "sent" and lane.ticket is not None and payload is not None:
+        _ledger.record_state(lane.ticket, payload, activity_id=lane.activity_id)
+    elif event == "ended" and lane.ticket is not None:
+        _ledger.record_end(lane.ticket)
+        lane.ticket = None
+
+
+def _sweep(settings: Settings) -> None:
+    from activitysmith_track import _ledger
+
+    thread = _ledger.sweep_in_background(settings)
+    if thread is not None:
+        _sweeps.append(thread)
+
+
+set_default_observer(_note_delivery)
