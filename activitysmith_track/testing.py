@@ -42,7 +42,7 @@ from typing import Any
 
 from activitysmith_track.emulator import Emulator
 
-__all__ = ["FakeClock", "emulator_fixture", "running_emulator"]
+__all__ = ["FakeClock", "emulator_fixture", "rendered", "running_emulator"]
 
 _ENV_BASE_URL = "ACTIVITYSMITH_BASE_URL"
 _ENV_API_KEY = "ACTIVITYSMITH_API_KEY"
@@ -135,3 +135,35 @@ class FakeClock:
             watchers = list(self._watchers)
         for callback in watchers:
             callback()
+
+
+def rendered(activity: Any) -> dict[str, dict[str, Any]]:
+    """Every request ``activity`` would send now, by what it would be sent as.
+
+    Keys: ``"start"`` and ``"change"`` (the running state, as the activity's start and update
+    requests), ``"success"`` and ``"failure"`` (the final state of each outcome, as its end
+    request). Each value is ``{"operation": "start" | "update" | "end" | "stream_put" |
+    "stream_delete", "body": <the exact JSON, without activity_id>}``. Nothing is sent: for
+    tests that check what an activity shows, without a server.
+    """
+    import attrs
+
+    from activitysmith_track._render import final, render
+    from activitysmith_track._state import Ending, Job, Outcome, operation
+
+    state, position = activity._lane.read()
+    now = state.started_at or 0.0
+    target = state.target
+    running = render(state, position, now)
+    bodies = {}
+    for name, job in (("start", Job.START), ("change", Job.CHANGE)):
+        op = operation(target, job)
+        bodies[name] = {"operation": op.value, "body": running.body(op)}
+    for name, outcome in (("success", Outcome.SUCCESS), ("failure", Outcome.FAILURE)):
+        ended = state
+        if ended.ending is None:
+            ending = Ending(outcome=outcome, at=now, error="Error: example")
+            ended = attrs.evolve(state, ending=ending)
+        op = operation(target, ended.end_job())
+        bodies[name] = {"operation": op.value, "body": final(ended, position).body(op)}
+    return bodies
