@@ -30,6 +30,7 @@ from activitysmith_track import (
     current_activity,
     live_activity,
 )
+from activitysmith_track._config import resolve_settings
 from activitysmith_track.emulator import Emulator, Fault
 
 # -- the lifecycle -----------------------------------------------------------------------------
@@ -484,7 +485,8 @@ def test_api_key_never_appears_in_logs_or_reprs(
         with live_activity("Job") as la:
             pass
         assert la.errors
-        text = caplog.text + repr(la) + repr(la.errors) + str(la.errors[0]) + repr(la._settings)
+        settings = repr(resolve_settings())
+        text = caplog.text + repr(la) + repr(la.errors) + str(la.errors[0]) + settings
         assert secret not in text
         assert "401" in caplog.text
 

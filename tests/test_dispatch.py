@@ -25,6 +25,7 @@ from conftest import api_requests, paths
 
 from activitysmith_track import Dispatcher, RetryPolicy, Settings, live_activity
 from activitysmith_track import _dispatch as dispatch_module
+from activitysmith_track._client import Wire
 from activitysmith_track._dispatch import SlidingWindow, TokenBucket
 from activitysmith_track.emulator import Emulator, Fault
 from activitysmith_track.testing import FakeClock
@@ -490,7 +491,7 @@ def test_the_sender_survives_a_failure_inside_it(emulator: Emulator) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("the connection pool could not be built")
-        return dispatch_module._make_wire(settings)
+        return Wire(settings.effective_api_key, base_url=settings.base_url)
 
     settings = settings_for(emulator)
     dispatcher = Dispatcher(settings, wire_factory=flaky_wire)
