@@ -184,7 +184,10 @@ class Tally:
         return cell
 
     def total(self) -> float:
-        return self.mine.n + sum(cell.n for cell in list(self._others.values()))
+        others = self._others
+        if not others:  # one thread counts: the usual case, and on per-item paths
+            return self.mine.n
+        return self.mine.n + sum(cell.n for cell in list(others.values()))
 
 
 class Phase(enum.Enum):
