@@ -165,7 +165,18 @@ def child_sequential(params: dict[str, Any]) -> dict[str, Any]:
         per_block.append(time.perf_counter() - t0)
     wall = time.perf_counter() - t_all
     gc.collect()
-    return {"before": before, "after": _bench.rss_bytes(), "per_block": per_block, "wall": wall}
+    after = _bench.rss_bytes()
+    # The floor: the same two requests, blocking, one after the other, through the Client.
+    floor: list[float] = []
+    state = ContentState(title=f"{prefix}floor", type="progress", percentage=100)
+    with Client(base_url=os.environ["ACTIVITYSMITH_BASE_URL"]) as client:
+        for _ in range(params["floor"]):
+            t0 = time.perf_counter()
+            activity_id = client.start(state).activity_id
+            assert activity_id is not None
+            client.end(activity_id, state)
+            floor.append(time.perf_counter() - t0)
+    return {"before": before, "after": after, "per_block": per_block, "wall": wall, "floor": floor}
 
 
 def child_hostile(params: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +224,22 @@ def child_hostile(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def child_storm(params: dict[str, Any]) -> dict[str, Any]:
+    """The start through, then the end meets the faults the parent queued on its path."""
+    with live_activity(params["title"], total=10, flush_timeout=params["flush_timeout"]) as la:
+        la.advance(10)
+        started = la.flush(10)
+        left_wall, left = time.time(), time.perf_counter()
+    return {
+        "started": started,
+        "left_wall": left_wall,
+        "exit": time.perf_counter() - left,
+        "errors": [type(e).__name__ for e in la.errors],
+    }
+
+
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "storm": child_storm,
     "activities": child_activities,
     "hung": child_hung,
     "sequential": child_sequential,
@@ -373,9 +399,16 @@ def bench_sequential(report: Report, *, n: int) -> None:
     warmup = 20
     with emulator() as emu:
         result = _bench.run_child(
-            SCRIPT, "sequential", {"count": n, "warmup": warmup, "prefix": "seq "}
+            SCRIPT, "sequential", {"count": n, "warmup": warmup, "prefix": "seq ", "floor": 200}
         )
         got = count(emu, "seq ")
+        got = Count(
+            got.activities - 200,
+            got.started - 200,
+            got.ended - 200,
+            got.duplicated - 199,  # the floor's activities share one title
+            got.requests - 400,
+        )
     per_block = result["per_block"]
     growth = result["after"] - result["before"]
     table(
@@ -389,6 +422,10 @@ def bench_sequential(report: Report, *, n: int) -> None:
                 "caller time per block, p10-p90 / max",
                 f"{pct(per_block, 0.1) * 1000:.2f}-{pct(per_block, 0.9) * 1000:.2f} / "
                 f"{max(per_block) * 1000:.1f} ms",
+            ),
+            (
+                "the floor: Client.start() + Client.end(), blocking (median of 200)",
+                f"{median(result['floor']) * 1000:.2f} ms",
             ),
             ("wall time", f"{result['wall']:.2f} s"),
             ("requests for them", f"{got.requests:,} ({got.requests / n:.2f} per activity)"),
@@ -466,6 +503,70 @@ def bench_hostile(report: Report) -> None:
             "Client s",
             "ended",
             "hostile answers",
+        ),
+        rows,
+    )
+
+
+# -- 7. retries: storms on the end's path ---------------------------------------------------------
+
+
+def bench_storms(report: Report, *, runs: int) -> None:
+    flush_timeout = 30.0
+    heading(
+        f"7. Storms on the end's path, flush_timeout={flush_timeout:g} s (fresh process each, "
+        f"{runs} run{'s' if runs > 1 else ''} each)"
+    )
+    cases = [
+        ("5x 429 rate_limited, Retry-After: 1", [Fault.rate_limited(1)] * 5),
+        (
+            "Fault.storm(8, retry_after=0.5, capacity=False)",
+            Fault.storm(8, retry_after=0.5, capacity=False),
+        ),
+        ("6x 503", [Fault.status(503)] * 6),
+    ]
+    rows = []
+    for label, faults in cases:
+        lands: list[float] = []
+        exits: list[float] = []
+        for r in range(runs):
+            with emulator() as emu:
+                emu.add_faults(faults, path="/live-activity/end")
+                title = f"storm {r} {label}"
+                result = _bench.run_child(
+                    SCRIPT, "storm", {"title": title, "flush_timeout": flush_timeout}
+                )
+                ends = [
+                    q for q in emu.requests if q.path == "/live-activity/end" and q.status == 200
+                ]
+                lands.append(ends[0].time - result["left_wall"] if ends else float("inf"))
+                exits.append(result["exit"])
+                tried = sum(1 for q in emu.requests if q.path == "/live-activity/end")
+        landed = sum(1 for x in lands if x != float("inf"))
+        rows.append(
+            (
+                label,
+                f"{landed}/{runs}",
+                f"{median(lands):.2f}",
+                spread(lands, "{:.2f}"),
+                f"{median(exits):.2f}",
+                f"{tried}",
+            )
+        )
+        report.check(
+            f"the end lands through {label}",
+            f"{landed} of {runs} landed, worst {max(lands):.2f} s",
+            f"all, within {flush_timeout:g} s",
+            landed == runs and max(lands) <= flush_timeout,
+        )
+    table(
+        (
+            "faults on /live-activity/end",
+            "ends landed",
+            "after s",
+            "spread s",
+            "exit s",
+            "ends tried",
         ),
         rows,
     )
@@ -666,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (about a minute)")
     parser.add_argument(
-        "--only", metavar="N,N", default="1,2,3,4,5,6", help="run only these sections (1-6)"
+        "--only", metavar="N,N", default="1,2,3,4,5,6,7", help="run only these sections (1-7)"
     )
     args = parser.parse_args(argv)
     quick: bool = args.quick
@@ -690,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
         (6, lambda: bench_exit(report, repeats=3 if quick else 7)),
+        (7, lambda: bench_storms(report, runs=1 if quick else 3)),
     ]
     for number, run in sections:
         if number in only:

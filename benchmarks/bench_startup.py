@@ -33,7 +33,7 @@ COMMAND_TARGET = 1.5  # run -- CMD until CMD's first instruction / python3 -c pa
 MARKER_TARGET = 3.0  # a child printing only markers / the same number of plain lines
 MEMORY_TARGET = 2 * MiB  # RSS growth over 10,000 sequential activities
 # Modules that an import of the package should not bring in before they are needed.
-HEAVY = ("asyncio", "requests", "urllib3", "tenacity", "http.client", "ssl", "email", "json")
+HEAVY = ("asyncio", "requests", "urllib3", "tenacity", "http.client", "ssl", "email")
 
 
 def _command() -> list[str]:
