@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from activitysmith_track.emulator._faults import Fault, FaultQueue
@@ -255,6 +255,16 @@ class Emulator:
         in the order they were added.
         """
         self._faults.add(fault, path=path, times=times)
+
+    def add_faults(self, faults: Iterable[Fault], *, path: str | None = None) -> None:
+        """Apply each of ``faults`` once, in order, to the next requests matching ``path``:
+        a sequence such as ``Fault.storm(...)``."""
+        faults = list(faults)
+        for fault in faults:
+            if not isinstance(fault, Fault):
+                raise TypeError(f"add_faults() takes Fault values, not {type(fault).__name__}")
+        for fault in faults:
+            self._faults.add(fault, path=path, times=1)
 
     @property
     def pending_faults(self) -> list[tuple[Fault, str | None, int]]:

@@ -17,10 +17,19 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from activitysmith_track.emulator._faults import ANSWERING_KINDS, Fault, FaultQueue
+from activitysmith_track.emulator._faults import (
+    ANSWERING_KINDS,
+    SHAPING_KINDS,
+    Fault,
+    FaultQueue,
+    drip_pieces,
+    echo_body,
+    gzip_bomb_pieces,
+    oversized_pieces,
+)
 from activitysmith_track.emulator._health import Health
 from activitysmith_track.emulator._preview import preview_state
-from activitysmith_track.emulator._rules import unauthorized_body
+from activitysmith_track.emulator._rules import default_error_body, unauthorized_body
 from activitysmith_track.emulator._state import (
     Answer,
     EmulatorState,
@@ -287,6 +296,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind in ANSWERING_KINDS:
             self._answer_fault(api_path, body, fault, authorized)
             return
+        if fault is not None and fault.kind in SHAPING_KINDS and fault.code is not None:
+            # A hostile answer with its own status: nothing is processed.
+            error = Answer(fault.code, default_error_body(fault.code))
+            self._answer_shaped(api_path, body, fault, authorized, error)
+            return
         if health:
             answer = self._health(method)
         elif key is None:
@@ -312,6 +326,9 @@ class _Handler(BaseHTTPRequestHandler):
                 api_path, body, None, None, fault=fault, authorized=authorized, answer=answer
             )
             self._reset()
+            return
+        if fault is not None and fault.kind in SHAPING_KINDS:
+            self._answer_shaped(api_path, body, fault, authorized, answer)
             return
         self._record(
             api_path,
@@ -339,6 +356,108 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=fault.content_type,
             headers=fault.headers,
         )
+
+    # -- hostile answers ---------------------------------------------------------------------
+
+    def _head_bytes(
+        self,
+        status: int,
+        *,
+        content_type: str,
+        length: int | None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> bytes:
+        """The status line and headers of an answer, as bytes (no length: chunked)."""
+        phrase = self.responses.get(status, ("",))[0]
+        lines = [
+            f"{self.protocol_version} {status} {phrase}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked",
+            *(f"{name}: {value}" for name, value in headers),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _write_all(self, pieces: Any, *, chunked: bool) -> None:
+        """Stream ``pieces`` (bytes), framed as chunks when ``chunked``; stops with the emulator.
+
+        A client that hangs up part-way makes a write fail with an OSError, which ends the
+        connection quietly (see ``handle_error``).
+        """
+        for piece in pieces:
+            if self.server.stopping.is_set():
+                self.close_connection = True
+                return
+            if not piece:
+                continue
+            if chunked:
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            else:
+                self.wfile.write(piece)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _answer_shaped(
+        self, path: str, body: Any, fault: Fault, authorized: bool, answer: Answer
+    ) -> None:
+        status, headers = answer.status, answer.headers
+        recorded: Any = answer.body
+        if fault.kind == "echo_key":
+            sent = self.headers.get("Authorization") or ""
+            key = sent[len("Bearer ") :].strip() if sent.startswith("Bearer ") else sent
+            html = fault.content_type != "application/json"
+            payload, recorded = echo_body(
+                answer.body, key, error=not 200 <= status < 300, html=html
+            )
+            headers = (*headers, ("X-Echo-Authorization", sent))
+        else:
+            payload = _json_bytes(answer.body)
+        self._record(
+            path, body, status, recorded, fault=fault, authorized=authorized, answer=answer
+        )
+        content_type = fault.content_type
+        if fault.kind == "echo_key":
+            self._send(status, payload, content_type=content_type, headers=headers)
+        elif fault.kind == "reset_mid_body":
+            keep = len(payload) // 2 if fault.size is None else min(fault.size, len(payload))
+            self.wfile.write(
+                self._head_bytes(
+                    status, content_type=content_type, length=len(payload), headers=headers
+                )
+                + payload[:keep]
+            )
+            self._reset()
+        elif fault.kind == "drip":
+            data = (
+                self._head_bytes(
+                    status, content_type=content_type, length=len(payload), headers=headers
+                )
+                + payload
+            )
+            chunk = fault.chunk or 1
+            pause = (fault.seconds or 0.0) / max(1, -(-len(data) // chunk))
+            for piece in drip_pieces(data, chunk):
+                self.wfile.write(piece)
+                if self._wait(pause):
+                    self.close_connection = True
+                    return
+        else:  # oversized or gzip_bomb
+            size = fault.size if fault.size is not None else 0
+            if fault.kind == "oversized":
+                length, pieces = oversized_pieces(answer.body, size)
+            else:
+                length, pieces = gzip_bomb_pieces(answer.body, size)
+                headers = (*headers, ("Content-Encoding", "gzip"))
+            self.wfile.write(
+                self._head_bytes(
+                    status,
+                    content_type=content_type,
+                    length=None if fault.chunked else length,
+                    headers=headers,
+                )
+            )
+            self._write_all(pieces, chunked=fault.chunked)
 
     def _health(self, method: str) -> Answer:
         if method != "GET":
