@@ -123,6 +123,8 @@ class _BearerAuth(requests.auth.AuthBase):
         return "<bearer auth, key hidden>"
 
 
+# What a key, or its base64 or hex form, is written with: a match is widened to all of it.
+_TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\(/)")
 
 
@@ -171,7 +173,14 @@ class Redactor:
         for needle in self._needles:
             at = lowered.find(needle)
             while at >= 0:
-                spans.append((at, at + len(needle)))
+                # The whole token the match sits in goes: an encoded key's first and last
+                # characters also depend on the key, and the key's neighbours are no loss.
+                begin, end = at, at + len(needle)
+                while begin > 0 and text[begin - 1] in _TOKEN:
+                    begin -= 1
+                while end < len(text) and text[end] in _TOKEN:
+                    end += 1
+                spans.append((begin, end))
                 at = lowered.find(needle, at + 1)
         out, last = [], 0
         for begin, end in sorted(spans):
@@ -209,14 +218,17 @@ _sending = threading.local()
 class Inflight:
     """One request on the wire, which another thread may abandon."""
 
-    __slots__ = ("abandoned", "connection")
+    __slots__ = ("abandoned", "connection", "timed_out")
 
     def __init__(self) -> None:
         self.abandoned = False
+        self.timed_out = False
         self.connection: HTTPConnection | None = None
 
-    def abandon(self) -> None:
-        """Stop waiting for this request: close its socket (the sender sees an error)."""
+    def abandon(self, *, timed_out: bool = False) -> None:
+        """Stop waiting for this request: close its socket (the sender sees an error).
+        ``timed_out``: because it took longer than its timeouts allow in all."""
+        self.timed_out = self.timed_out or timed_out
         self.abandoned = True
         connection = self.connection
         sock = getattr(connection, "sock", None)
@@ -261,6 +273,15 @@ class _Adapter(requests.adapters.HTTPAdapter):
         if isinstance(getattr(manager, "pool_classes_by_scheme", None), dict):
             manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
         return manager
+
+
+def _timed_out(
+    exc: requests.RequestException, inflight: Inflight | None
+) -> requests.RequestException:
+    """A read the watchdog cut short is reported as the timeout it is."""
+    if inflight is not None and inflight.timed_out:
+        return requests.ReadTimeout("no complete answer within the request's timeouts")
+    return exc
 
 
 # -- reading an answer with a cap ----------------------------------------------------------------
@@ -518,9 +539,39 @@ class Wire:
         timeout: tuple[float, float],
         attempt: int = 1,
         inflight: Inflight | None = None,
+        budget: float | None = None,
     ) -> Result:
-        """One attempt of ``request``; a Result, or the library error for what happened."""
+        """One attempt of ``request``; a Result, or the library error for what happened.
+
+        ``budget`` bounds the whole attempt, answer included (requests bounds each read
+        only, so an answer dripped a byte at a time could take as long as the server likes):
+        past it, the request is abandoned and reported as timed out.
+        """
         data = _encode(request.body)
+        watchdog = None
+        if budget is not None:
+            inflight = inflight or Inflight()
+            watchdog = threading.Timer(budget, inflight.abandon, kwargs={"timed_out": True})
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            return self._send(
+                op, request, data=data, timeout=timeout, attempt=attempt, inflight=inflight
+            )
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    def _send(
+        self,
+        op: Operation,
+        request: RequestInfo,
+        *,
+        data: bytes | None,
+        timeout: tuple[float, float],
+        attempt: int,
+        inflight: Inflight | None,
+    ) -> Result:
         _sending.inflight = inflight
         try:
             response = self._thread_session().request(
@@ -537,7 +588,7 @@ class Wire:
             )
         except requests.RequestException as exc:
             logger.debug("%s -> %s (attempt %d)", request, type(exc).__name__, attempt)
-            raise transport_error(op, exc, request) from exc
+            raise transport_error(op, _timed_out(exc, inflight), request) from exc
         finally:
             _sending.inflight = None
         try:
@@ -559,10 +610,10 @@ class Wire:
                     request=request,
                 ) from None
             except (requests.RequestException, OSError, zlib.error) as exc:
-                wrapped = requests.ConnectionError(str(exc))
+                wrapped = _timed_out(requests.ConnectionError(str(exc)), inflight)
                 raise transport_error(op, wrapped, request) from exc
             except Exception as exc:  # urllib3's own read errors (ProtocolError...)
-                wrapped = requests.ConnectionError(type(exc).__name__)
+                wrapped = _timed_out(requests.ConnectionError(type(exc).__name__), inflight)
                 raise transport_error(op, wrapped, request) from exc
         finally:
             response.close()
@@ -775,7 +826,12 @@ class Client:
             nonlocal attempts
             attempts += 1
             timeout = self._timeout_for(request, deadline)
-            return self._wire.send(op, request, timeout=timeout, attempt=attempts)
+            # The whole attempt, dripped answers included, within its timeouts (and the
+            # deadline, which _timeout_for has already applied to them).
+            budget = sum(timeout)
+            if deadline is not None:
+                budget = min(budget, deadline - self._clock())
+            return self._wire.send(op, request, timeout=timeout, attempt=attempts, budget=budget)
 
         return retrying(attempt)
 

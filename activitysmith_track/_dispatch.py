@@ -353,11 +353,17 @@ def abandoned(state: ActivityState, at: float, stopped_by: str | None = None) ->
 
 
 class Account:
-    """What every activity of one API key and base URL shares."""
+    """What every activity of one API key and base URL shares: its request budget, its 429
+    pause and how many requests it may have on the wire. The budget and the connections are
+    the account's, not an activity's: the activity opened last sets them."""
 
     def __init__(self, settings: Settings, now: float) -> None:
         self.budget = SlidingWindow(settings.requests_per_minute)
         self.paused_until = 0.0  # a 429's Retry-After holds back every request
+        self.connections = settings.connections
+
+    def adopt(self, settings: Settings) -> None:
+        self.budget.limit = settings.requests_per_minute
         self.connections = settings.connections
 
     def ready_at(self, now: float) -> float:
@@ -454,6 +460,7 @@ class Dispatcher:
             lane.timeout = (settings.connect_timeout, settings.read_timeout)
             lane.retry = settings.retry
             lane.dirty = False
+            self._account.adopt(settings)
             self._lanes.append(lane)
             self._wake_locked()
 
@@ -745,9 +752,21 @@ class Dispatcher:
         """The lane's next job and when it is due; without a job, when to look at it again."""
         never = float("inf")
         if lane.job is not None:
+            look = never
             if lane.end_requested or lane.abandoned_at is not None:
-                return None, self._abandon_stale_change(lane, now)
-            return None, never
+                look = self._abandon_stale_change(lane, now)
+            inflight = lane.inflight
+            if lane.job is not None and inflight is not None and not inflight.abandoned:
+                # requests bounds each read, not the whole answer: a server that drips its
+                # answer a byte at a time would hold this request (and its thread) for as
+                # long as it likes. Past its budget, the request is abandoned and retried.
+                budget_end = lane.job_started + lane.timeout[0] + lane.timeout[1] + 1.0
+                if now >= budget_end:
+                    logger.debug("%r: a request took longer than its timeouts", lane.label)
+                    inflight.abandon(timed_out=True)
+                else:
+                    look = min(look, budget_end)
+            return None, look
         phase = lane.phase
         if phase is Phase.DONE:
             return None, never
@@ -1033,11 +1052,14 @@ class Dispatcher:
         lane.errors.append(error)
         if isinstance(exc, LiveActivityLimitError):
             interval = lane.settings.capacity_retry_interval if lane.settings else 60.0
-            reason = (
-                f"the Live Activity limit is reached ({exc.active} of {exc.limit} live); end "
-                f"another activity to free a slot. It is tried again every {interval:g} s, "
-                "and the job runs on meanwhile"
-            )
+            limit = f"the Live Activity limit is reached ({exc.active} of {exc.limit} live)"
+            if lane.end_requested or lane.abandoned_at is not None:
+                reason = f"{limit}, so its end could not be shown either"
+            else:
+                reason = (
+                    f"{limit}; end another activity to free a slot. It is tried again every "
+                    f"{interval:g} s, and the job runs on meanwhile"
+                )
         elif isinstance(exc, StartOutcomeUnknownError):
             reason = f"{exc} (not retried: a retry could start a second activity)"
         elif isinstance(exc, AuthenticationError):
