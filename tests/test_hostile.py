@@ -188,7 +188,7 @@ def test_a_storm_on_every_request_of_a_stream_loses_nothing(server: Emulator) ->
     assert la.errors == []
 
 
-# -- the key stays secret ---------------------------------------------------------------------------
+# -- the key stays secret ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [None, 400, 500, 429])
