@@ -642,11 +642,10 @@ class LiveActivity:
         Stepping past the last step grows ``number_of_steps`` (a workflow may have more
         steps than planned); on activities without steps it only changes the subtitle.
         """
-        if name is not None and (
-            name.__class__ is not str
-            or len(name) > MAX_TEXT
-            or "\x00" in name
-            or not name.isascii()
+        # A printable str of a sane length passes at once (printable rules out NUL and lone
+        # surrogates); anything else gets the full check, which names the rule it breaks.
+        if name is not None and not (
+            name.__class__ is str and len(name) <= MAX_TEXT and name.isprintable()
         ):
             check_text("name", name)
         lane = self._lane
@@ -662,13 +661,14 @@ class LiveActivity:
                     name = names[step - 1]
             if step > MAX_INT:
                 raise ValidationError("step", f"must be at most {MAX_INT:,}", step)
-            lane.seq += 1
+            seq = lane.seq
+            lane.seq = seq + 1  # odd: a reader waits until both fields are written
             lane.position = (step, name, None)
             if not self._progress:
                 # Items counted in the subtitle belong to the step that just finished; a
                 # progress bar keeps its count.
                 lane.base = None
-            lane.seq += 1
+            lane.seq = seq + 2
         finally:
             lock.release()
         if not lane.dirty:

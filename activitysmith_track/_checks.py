@@ -12,14 +12,17 @@ and raise ``ValueError`` with a message that does not need the field name.
 
 from __future__ import annotations
 
-import enum
 import math
 import numbers
-import re
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from activitysmith_track._errors import ArgumentTypeError, ConfigurationError, ValidationError
+
+# Used by the command line before the command it wraps starts: typing is not imported at run
+# time (type checkers treat this name as True).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = [
     "MAX_INT",
@@ -47,11 +50,11 @@ MAX_INT = 2**31 - 1
 # 4 KB, so a longer text could only be cut or refused further along.
 MAX_TEXT = 256
 
-_T = TypeVar("_T")
-
 
 def show(value: object) -> str:
     """How a refused value is shown in a message: its repr, enums by value, cut at 40."""
+    import enum
+
     text = repr(value.value if isinstance(value, enum.Enum) else value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -211,8 +214,9 @@ def validator(check: Callable[..., Any], name: str | None = None, **rules: Any) 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_WHOLE = re.compile(r"[+-]?\d+")
+# Patterns as text: re compiles (and caches) them on first use, not at import.
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_WHOLE = r"[+-]?\d+"
 
 
 def parse_flag(text: str) -> bool:
@@ -227,13 +231,15 @@ def parse_flag(text: str) -> bool:
 
 def parse_number(text: str, what: str = "value") -> int | float:
     """A finite decimal number; whole numbers stay ints (``"5"`` is 5, not 5.0)."""
+    import re
+
     stripped = text.strip()
-    if _NUMBER.fullmatch(stripped) is None:
+    if re.fullmatch(_NUMBER, stripped) is None:
         raise ValueError(f"{what} {text!r} is not a number")
     value = float(stripped)
     if not math.isfinite(value):
         raise ValueError(f"{what} {text!r} must be a finite number")
-    return int(stripped) if _WHOLE.fullmatch(stripped) else value
+    return int(stripped) if re.fullmatch(_WHOLE, stripped) else value
 
 
 def parse_readout(text: str) -> int | float | str:

@@ -22,51 +22,40 @@ visible to every user of the machine in ``ps``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import logging
 import math
 import os
-import re
-import signal
 import sys
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from types import FrameType
-from typing import Any, NoReturn
 
-from activitysmith_track._activity import LiveActivity, live_activity
-from activitysmith_track._checks import parse_metrics, parse_readout
-from activitysmith_track._client import Client
-from activitysmith_track._config import Settings, resolve_settings
-from activitysmith_track._errors import (
-    ActivitySmithTrackError,
-    ConfigurationError,
-    ValidationError,
-)
-from activitysmith_track._markers import DEFAULT_PATTERN, MarkerHandler, MarkerParser
-from activitysmith_track._markers import compile_pattern as _compile_pattern
-from activitysmith_track._model import (
-    ActivityType,
-    Badge,
-    Color,
-    ContentState,
-    Icon,
-    Metric,
-    Operation,
-    Payload,
-    validate_stream_key,
-)
-from activitysmith_track._render import render
-from activitysmith_track._runner import CannotStart, RunOutcome, run_child, signal_name
-from activitysmith_track._state import Job, Target, operation, plan
-from activitysmith_track._version import __version__
+from activitysmith_track._names import ACTIVITY_TYPES, COLORS, stream_key_problem
+
+# `run` starts its command before anything else of the library is loaded: this module imports
+# only what parsing the options needs (no attrs, no requests, no logging, no typing), and the
+# activity is built while the command already runs.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    import logging
+    import re
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any, NoReturn
+
+    from activitysmith_track._activity import LiveActivity
+    from activitysmith_track._config import Settings
+    from activitysmith_track._markers import Marker
+    from activitysmith_track._model import Payload
+    from activitysmith_track._runner import RunOutcome
+    from activitysmith_track._state import Job, Target
 
 __all__ = ["main"]
 
-logger = logging.getLogger("activitysmith_track")
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("activitysmith_track")
+
 
 PROG = "activitysmith-track"
 EXIT_USAGE = 2
@@ -78,12 +67,13 @@ EXIT_NOT_EXECUTABLE = 126
 _SUBCOMMANDS = ("run", "start", "update", "end", "list", "cleanup", "doctor", "emulator")
 # Commands that run another command: the title names the one they run.
 _WRAPPERS = frozenset({"env", "nice", "nohup", "timeout", "ionice", "stdbuf", "time", "chrt"})
-_WRAPPER_ARGUMENT = re.compile(r"-.*|\w+=.*|\d+(\.\d+)?[smhd]?")
+# Patterns as text: re compiles (and caches) them on first use, not at import.
+_WRAPPER_ARGUMENT = r"-.*|\w+=.*|\d+(\.\d+)?[smhd]?"
 # Interpreter options that take the next word as their value (python -W ignore, -X dev).
 _OPTIONS_WITH_ARGUMENT = frozenset({"-W", "-X", "-o", "--rcfile", "--init-file"})
-_INTERPRETER = re.compile(
+_INTERPRETER = (
     r"(python|pypy|bash|sh|zsh|dash|ksh|fish|node|deno|bun|ruby|perl|php|Rscript)"
-    r"[0-9.]*(\.exe)?",
+    r"[0-9.]*(\.exe)?"
 )
 _KEY_HELP = (
     "The API key is read from $ACTIVITYSMITH_API_KEY only: options are visible to every user in ps."
@@ -118,11 +108,22 @@ class UsageFailure(Exception):
     """Bad input found after parsing; reported as one line, exit 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+def _parser(**options: Any) -> argparse.ArgumentParser:
     """An ArgumentParser whose errors are one line on stderr (and exit 2), not a usage dump."""
+    import argparse
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    return Parser(**options)
+
+
+def _type_error(message: str) -> Exception:
+    """The error an option's type check raises (argparse shows its message as it is)."""
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
 
 
 # -- argument types ----------------------------------------------------------------------------
@@ -133,9 +134,9 @@ def _int_at_least(minimum: int) -> Any:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            raise _type_error(f"{text!r} is not a whole number") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            raise _type_error(f"must be at least {minimum}, got {value}")
         return value
 
     return parse
@@ -145,51 +146,58 @@ def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise _type_error(f"{text!r} is not a number") from None
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+        raise _type_error(f"must be a finite number >= 0, got {text!r}")
     # Keep whole numbers whole, so "--percentage 5" is sent as 5, not 5.0.
-    return int(value) if re.fullmatch(r"\+?\d+", text.strip()) else value
+    whole = text.strip().lstrip("+")
+    return int(value) if whole.isdigit() and whole.isascii() else value
 
 
 def _positive(text: str) -> float:
     value = _number(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+        raise _type_error(f"must be greater than 0, got {text!r}")
     return value
 
 
 def _readout(text: str) -> float | str:
     """A number when it reads as one (``42``, ``3.5``), else the text (``"$1,240"``)."""
+    from activitysmith_track._checks import parse_readout
+
     return parse_readout(text)
 
 
 def _metric(text: str) -> tuple[str, float | str]:
     try:
+        from activitysmith_track._checks import parse_metrics
+
         pairs = parse_metrics(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise _type_error(str(exc)) from None
     if len(pairs) != 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be one label=value (repeat --metric)")
+        raise _type_error(f"{text!r} must be one label=value (repeat --metric)")
     return pairs[0]
 
 
 def _regex(text: str) -> re.Pattern[str]:
+    from activitysmith_track._markers import compile_pattern
+
     try:
-        return _compile_pattern(text)
+        return compile_pattern(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise _type_error(str(exc)) from None
 
 
 def _stream_key(text: str) -> str:
-    try:
-        return validate_stream_key(text)
-    except ValidationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    problem = stream_key_problem(text)
+    if problem is not None:
+        raise _type_error(f"stream_key ({text!r}) {problem}")
+    return text
 
 
-_COLORS = [c.value for c in Color]
-_TYPES = [t.value for t in ActivityType]
+_COLORS = list(COLORS)
+_TYPES = list(ACTIVITY_TYPES)
 
 
 # -- the parser --------------------------------------------------------------------------------
@@ -204,75 +212,192 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_activity_options(parser: argparse.ArgumentParser, *, what: str) -> None:
-    """The options that shape the activity: shared by ``run`` and script mode."""
-    parser.add_argument("--title", help=f"the activity's title (default: the {what}'s name)")
-    parser.add_argument("--subtitle", help="text under the title until the first step")
-    kind = parser.add_mutually_exclusive_group()
-    kind.add_argument(
+class _Option:
+    """One option of ``run`` and script mode, described once: argparse builds the parser
+    from it, and :func:`_quick_parse` reads a plain command line with it."""
+
+    __slots__ = ("action", "choices", "convert", "dest", "exclusive", "flag", "help", "metavar")
+
+    def __init__(
+        self,
+        flag: str,
+        help: str,
+        *,
+        action: str = "store",
+        convert: Callable[[str], Any] | None = None,
+        choices: Sequence[str] | None = None,
+        metavar: str | None = None,
+        exclusive: bool = False,
+    ) -> None:
+        self.flag = flag
+        self.dest = flag[2:].replace("-", "_")
+        self.help = help
+        self.action = action
+        self.convert = convert
+        self.choices = choices
+        self.metavar = metavar
+        self.exclusive = exclusive  # one of the type-choosing options (at most one is given)
+
+    def add_to(self, parser: Any, **words: str) -> None:
+        options: dict[str, Any] = {"help": self.help.format(**words)}
+        if self.action != "store":
+            options["action"] = self.action
+        if self.convert is not None:
+            options["type"] = self.convert
+        if self.choices is not None:
+            options["choices"] = list(self.choices)
+        if self.metavar is not None:
+            options["metavar"] = self.metavar
+        parser.add_argument(self.flag, **options)
+
+
+_ACTIVITY_OPTIONS = (
+    _Option("--title", "the activity's title (default: the {what}'s name)"),
+    _Option("--subtitle", "text under the title until the first step"),
+    _Option(
         "--steps",
-        type=_int_at_least(1),
+        "show N steps; each ::step:: marker (or step() call) begins the next one",
+        convert=_int_at_least(1),
         metavar="N",
-        help="show N steps; each ::step:: marker (or step() call) begins the next one",
-    )
-    kind.add_argument(
+        exclusive=True,
+    ),
+    _Option(
         "--step",
+        "name the next step (repeat for each step, in order); implies --steps",
         action="append",
         metavar="NAME",
-        help="name the next step (repeat for each step, in order); implies --steps",
-    )
-    kind.add_argument(
+        exclusive=True,
+    ),
+    _Option(
         "--total",
-        type=_positive,
+        "show a progress bar out of N; '::progress:: 40' means 40 of N",
+        convert=_positive,
         metavar="N",
-        help="show a progress bar out of N; '::progress:: 40' means 40 of N",
-    )
-    kind.add_argument(
+        exclusive=True,
+    ),
+    _Option(
         "--progress",
+        "show a progress bar driven by '::progress:: 40%%' or '::progress:: 40/100'",
         action="store_true",
-        help="show a progress bar driven by '::progress:: 40%%' or '::progress:: 40/100'",
-    )
-    parser.add_argument("--color", choices=_COLORS, help="accent colour while running")
-    parser.add_argument("--icon", metavar="SYMBOL", help="SF Symbol name shown with the title")
-    parser.add_argument(
+        exclusive=True,
+    ),
+    _Option("--color", "accent colour while running", choices=COLORS),
+    _Option("--icon", "SF Symbol name shown with the title", metavar="SYMBOL"),
+    _Option(
         "--stream-key",
-        type=_stream_key,
+        "drive the stream KEY (PUT/DELETE) instead of a new activity per run",
+        convert=_stream_key,
         metavar="KEY",
-        help="drive the stream KEY (PUT/DELETE) instead of a new activity per run",
-    )
-    parser.add_argument(
-        "--channel",
-        action="append",
-        metavar="SLUG",
-        help="send to this channel only (repeatable)",
-    )
-    parser.add_argument(
-        "--tag", action="append", metavar="TAG", help="tag the activity (repeatable)"
-    )
-    parser.add_argument(
+    ),
+    _Option("--channel", "send to this channel only (repeatable)", action="append", metavar="SLUG"),
+    _Option("--tag", "tag the activity (repeatable)", action="append", metavar="TAG"),
+    _Option(
         "--no-error-text",
-        action="store_true",
-        help="on failure show only the exit code, signal or exception type, not its text "
+        "on failure show only the exit code, signal or exception type, not its text "
         "(also: ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=0)",
-    )
-    parser.add_argument(
+        action="store_true",
+    ),
+    _Option(
         "--debounce",
-        type=_number,
+        "wait this long after a change before sending it, so bursts of changes go out as one "
+        "update (default 1)",
+        convert=_number,
         metavar="SECONDS",
-        help="wait this long after a change before sending it, so bursts of changes "
-        "go out as one update (default 1)",
-    )
-    parser.add_argument(
+    ),
+    _Option(
         "--flush-timeout",
-        type=_number,
+        "after the {what} ends, wait at most this long for the final state to be delivered "
+        "(default: $ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT, else 10)",
+        convert=_number,
         metavar="SECONDS",
-        help=f"after the {what} ends, wait at most this long for the final state to be "
-        "delivered (default: $ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT, else 10)",
-    )
-    _add_connection(parser)
+    ),
+    _Option(
+        "--base-url",
+        "API root (default: $ACTIVITYSMITH_BASE_URL, else https://activitysmith.com/api); "
+        "a local emulator's URL needs no key",
+        metavar="URL",
+    ),
+)
+_MARKER_OPTIONS = (
+    _Option(
+        "--hide-markers",
+        "do not show marker lines (output then passes line by line, not byte by byte)",
+        action="store_true",
+    ),
+    _Option(
+        "--marker-regex",
+        "marker syntax: a regex searched in each line, with a group 'kind' "
+        "(step|progress|metric) and an optional group 'value' (default: {default_pattern})",
+        convert=_regex,
+        metavar="REGEX",
+    ),
+    _Option("--no-markers", "ignore markers; only time the command", action="store_true"),
+)
+
+
+def _add_activity_options(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """The options that shape the activity: shared by ``run`` and script mode."""
+    kind = parser.add_mutually_exclusive_group()
+    for option in _ACTIVITY_OPTIONS:
+        option.add_to(kind if option.exclusive else parser, what=what)
+
+
+def _quick_parse(argv: Sequence[str], options: Sequence[_Option]) -> Any:
+    """``argv`` read with ``options`` without argparse, or None to let argparse read it.
+
+    The usual command line (long options, each known, each value valid) is read here, so that
+    a command under ``run`` starts without waiting for argparse (and the regular expression
+    machinery it loads). Anything else, --help and every mistake included, goes to argparse,
+    which says what it says about it.
+    """
+    from types import SimpleNamespace
+
+    by_flag = {option.flag: option for option in options}
+    values: dict[str, Any] = {
+        option.dest: False if option.action == "store_true" else None for option in options
+    }
+    exclusive: set[str] = set()
+    at = 0
+    while at < len(argv):
+        word = argv[at]
+        at += 1
+        flag, has_value, inline = word.partition("=")
+        option = by_flag.get(flag)
+        if option is None:
+            return None
+        if option.action == "store_true":
+            if has_value:
+                return None
+            values[option.dest] = True
+        else:
+            if has_value:
+                text = inline
+            elif at < len(argv) and not argv[at].startswith("-"):
+                text = argv[at]
+                at += 1
+            else:
+                return None
+            try:
+                value = option.convert(text) if option.convert is not None else text
+            except Exception:
+                return None
+            if option.choices is not None and value not in option.choices:
+                return None
+            if option.action == "append":
+                values[option.dest] = [*(values[option.dest] or []), value]
+            else:
+                values[option.dest] = value
+        if option.exclusive:
+            exclusive.add(option.dest)
+    if len(exclusive) > 1:
+        return None
+    values["command"] = []
+    return SimpleNamespace(**values)
 
 
 def _add_run(sub: Any) -> None:
+    import argparse
+
     run = sub.add_parser(
         "run",
         help="run a command under a Live Activity",
@@ -280,25 +405,38 @@ def _add_run(sub: Any) -> None:
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_run_options(run)
+
+
+def build_run_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The parser of ``run`` alone: what ``run`` needs is built before its command starts,
+    not the whole command line."""
+    import argparse
+
+    run = _parser(
+        prog=f"{prog} run",
+        description=_RUN_DESCRIPTION,
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(run)
+    return run
+
+
+def _default_pattern() -> str:
+    from activitysmith_track._markers import DEFAULT_PATTERN
+
+    return DEFAULT_PATTERN
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    import argparse
+
     _add_activity_options(run, what="command")
     markers = run.add_argument_group("markers")
-    markers.add_argument(
-        "--hide-markers",
-        action="store_true",
-        help="do not show marker lines (output then passes line by line, not byte by byte)",
-    )
-    markers.add_argument(
-        "--marker-regex",
-        type=_regex,
-        default=None,
-        metavar="REGEX",
-        help="marker syntax: a regex searched in each line, with a group 'kind' "
-        "(step|progress|metric) and an optional group 'value' "
-        f"(default: {DEFAULT_PATTERN.replace('%', '%%')})",
-    )
-    markers.add_argument(
-        "--no-markers", action="store_true", help="ignore markers; only time the command"
-    )
+    pattern = _default_pattern().replace("%", "%%")
+    for option in _MARKER_OPTIONS:
+        option.add_to(markers, default_pattern=pattern)
     run.add_argument(
         "command",
         nargs=argparse.REMAINDER,
@@ -310,7 +448,9 @@ def _add_run(sub: Any) -> None:
 def build_script_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The parser of script mode: ``[options] script.py ARGS`` (the options of ``run``
     that make sense in-process)."""
-    parser = _Parser(
+    import argparse
+
+    parser = _parser(
         prog=prog,
         usage=f"{prog} [options] script.py [ARGS ...]",
         description="Run a Python script in this process, inside a Live Activity; the script "
@@ -418,12 +558,14 @@ def _add_one_shot(sub: Any, op: str, summary: str, description: str) -> None:
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The full argument parser (exposed for documentation and tests)."""
-    parser = _Parser(
+    parser = _parser(
         prog=prog,
         description="Show a command, script or cron job as an ActivitySmith Live Activity. "
         f"'python -m activitysmith_track script.py ARGS' runs a Python script in-process. "
         f"{_KEY_HELP}",
     )
+    from activitysmith_track._version import __version__
+
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     _add_run(sub)
@@ -497,23 +639,22 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Our warnings on stderr, one line each, prefixed with the program's name."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-        self.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-        self.setLevel(logging.WARNING)
-
-
 def _cli_logging() -> None:
-    """Show the library's warnings on stderr for the rest of the process.
+    """Show the library's warnings on stderr, one line each, prefixed with the program's name,
+    for the rest of the process.
 
     Left in place on purpose: the library may still warn at exit, after ``main`` returned
     (an end that could not be delivered in time).
     """
-    if not any(isinstance(h, _CliHandler) for h in logger.handlers):
-        logger.addHandler(_CliHandler())
+    import logging
+
+    logger = logging.getLogger("activitysmith_track")
+    if not any(getattr(h, "_activitysmith_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler._activitysmith_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.WARNING:
         logger.setLevel(logging.WARNING)
 
@@ -540,6 +681,8 @@ def _settings(options: dict[str, Any], *, need_key: bool = True) -> Settings:
     script mode (``need_key=False``) run the job anyway, and the library warns once that
     nothing is sent, as it does for any job.
     """
+    from activitysmith_track._config import resolve_settings
+
     settings = resolve_settings({k: v for k, v in options.items() if v is not None})
     if settings.preview:
         # ACTIVITYSMITH_TRACK_PREVIEW=1 with no key: a background emulator stands in.
@@ -567,11 +710,13 @@ def _job_settings(args: argparse.Namespace) -> Settings:
 
 def _job_activity(args: argparse.Namespace, title: str, settings: Settings) -> LiveActivity:
     """The activity ``run`` and script mode open, from the options they share."""
+    from activitysmith_track._activity import live_activity
+
     return live_activity(
         args.title or title,
         steps=args.steps if args.steps is not None else args.step,
         total=args.total,
-        type=ActivityType.PROGRESS if args.progress else None,
+        type="progress" if args.progress else None,
         subtitle=args.subtitle,
         color=args.color,
         icon=args.icon,
@@ -585,14 +730,16 @@ def _job_activity(args: argparse.Namespace, title: str, settings: Settings) -> L
 def default_title(command: Sequence[str]) -> str:
     """The command's name; for ``python etl.py``, ``bash job.sh`` and the like, the script's,
     looking through wrappers such as ``env``, ``nice -n 10`` or ``timeout 1h``."""
+    import re
+
     words = list(command)
     while len(words) > 1 and os.path.basename(words[0]) in _WRAPPERS:
         words.pop(0)
         # The wrapper's own options, NAME=value settings and numbers (niceness, durations).
-        while len(words) > 1 and _WRAPPER_ARGUMENT.fullmatch(words[0]):
+        while len(words) > 1 and re.fullmatch(_WRAPPER_ARGUMENT, words[0]):
             words.pop(0)
     name = os.path.basename(words[0]) or words[0]
-    if _INTERPRETER.fullmatch(name):
+    if re.fullmatch(_INTERPRETER, name):
         rest = words[1:]
         while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c"):
             option = rest.pop(0)
@@ -616,29 +763,88 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv, None
 
 
+class _Tracking:
+    """The activity of ``run``, built once the command runs (it loads the library, which the
+    command need not wait for). Markers that arrive before it exists are kept and applied in
+    order once it does; a problem building it is a warning, never a reason not to run."""
+
+    def __init__(self, args: argparse.Namespace, command: list[str]) -> None:
+        self._args = args
+        self._command = command
+        self._held: list[Marker] = []
+        self._handle: Any = None
+        self._lock = threading.Lock()
+        self.activity: LiveActivity | None = None
+        self.settings: Settings | None = None
+
+    def begin(self) -> None:
+        """Build the activity and start it (right after the command started)."""
+        from activitysmith_track._errors import ActivitySmithTrackError
+
+        _cli_logging()
+        args = self._args
+        try:
+            self.settings = _job_settings(args)
+            activity = _job_activity(args, default_title(self._command), self.settings)
+            activity.start()
+        except ActivitySmithTrackError as exc:
+            _logger().warning("not tracking this run: %s", exc)
+            return
+        from activitysmith_track._markers import MarkerHandler
+
+        handler = MarkerHandler(activity, step_names=args.step, subtitle=args.subtitle)
+        with self._lock:
+            self.activity = activity
+            self._handle = handler.handle
+            held, self._held = self._held, []
+        for marker in held:
+            handler.handle(marker)
+
+    def marker(self, marker: Marker) -> None:
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                self._held.append(marker)
+                return
+        handle(marker)
+
+
+class _LateMarkers:
+    """The marker parser, compiled when the command prints its first line: the command does
+    not wait for the regular expression machinery to load."""
+
+    def __init__(self, pattern: re.Pattern[str] | None) -> None:
+        self._pattern = pattern
+        self._parser: Any = None
+        self._lock = threading.Lock()
+
+    def parse(self, line: str) -> Marker | None:
+        parser = self._parser
+        if parser is None:
+            with self._lock:
+                if self._parser is None:
+                    from activitysmith_track._markers import DEFAULT_PATTERN, MarkerParser
+
+                    self._parser = MarkerParser(self._pattern or DEFAULT_PATTERN)
+                parser = self._parser
+        marker: Marker | None = parser.parse(line)
+        return marker
+
+
 def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
     if not command:
         return _fail(prog, "no command given: put it after --, e.g. run -- ./backup.sh")
+    from activitysmith_track._runner import CannotStart, RunOutcome, run_child
+
+    tracking = _Tracking(args, command)
+    parser = None if args.no_markers else _LateMarkers(args.marker_regex)
     try:
-        settings = _job_settings(args)
-        activity = _job_activity(args, default_title(command), settings)
-    except (UsageFailure, ConfigurationError, ValidationError) as exc:
-        return _fail(prog, str(exc))
-
-    handler = MarkerHandler(activity, step_names=args.step, subtitle=args.subtitle)
-    parser = None if args.no_markers else MarkerParser(args.marker_regex or DEFAULT_PATTERN)
-    started: list[bool] = []
-
-    def start() -> None:
-        activity.start()
-        started.append(True)
-
-    try:
+        # The command starts first; the activity is built and started while it runs.
         outcome = run_child(
             command,
             parser=parser,
-            on_marker=handler.handle,
-            on_started=start,
+            on_marker=tracking.marker,
+            on_started=tracking.begin,
             hide_markers=args.hide_markers,
         )
     except CannotStart as exc:
@@ -647,18 +853,17 @@ def _run(args: argparse.Namespace, command: list[str], prog: str) -> int:
         code, reason, shown = _cannot_run(command[0], exc.error)
         print(f"{prog}: {reason}", file=sys.stderr, flush=True)
         with contextlib.suppress(KeyboardInterrupt), _terminate_interrupts():
-            try:
-                activity.start()
-            except ActivitySmithTrackError as error:
-                logger.warning("could not start the Live Activity: %s", error)
-            else:
-                _finish(activity, RunOutcome(exit_code=code), settings, reason=shown)
+            tracking.begin()
+            if tracking.activity is not None and tracking.settings is not None:
+                _finish(
+                    tracking.activity, RunOutcome(exit_code=code), tracking.settings, reason=shown
+                )
         return code
-    if started:
+    if tracking.activity is not None and tracking.settings is not None:
         # Ctrl-C or SIGTERM while the end is being delivered stops waiting for it; the exit
         # code stays the command's.
         with contextlib.suppress(KeyboardInterrupt), _terminate_interrupts():
-            _finish(activity, outcome, settings)
+            _finish(tracking.activity, outcome, tracking.settings)
     return outcome.exit_code
 
 
@@ -685,11 +890,14 @@ def _cannot_run(name: str, exc: OSError) -> tuple[int, str, str]:
 @contextlib.contextmanager
 def _terminate_interrupts() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into KeyboardInterrupt for the block (main thread only)."""
+    import signal
+    import threading
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
+    def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
@@ -706,6 +914,10 @@ def _finish(
 ) -> None:
     """End the activity as the command ended and wait (bounded) for delivery. ``reason``
     replaces the failure's description (a command that could not be started)."""
+    from activitysmith_track._errors import ActivitySmithTrackError
+    from activitysmith_track._runner import signal_name
+
+    logger = _logger()
     try:
         if reason is not None:
             activity.fail(reason)
@@ -736,6 +948,8 @@ def _finish(
 
 
 def _state_fields(args: argparse.Namespace) -> dict[str, Any]:
+    from activitysmith_track._model import Badge, Icon, Metric
+
     fields: dict[str, Any] = {
         "subtitle": args.subtitle,
         "number_of_steps": args.steps,
@@ -758,12 +972,18 @@ def _state_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _job(op: str) -> Job:
+    from activitysmith_track._state import Job
+
     return {"start": Job.START, "update": Job.CHANGE, "end": Job.END}[op]
 
 
 def _payload(args: argparse.Namespace, target: Target, job: Job) -> Payload | None:
     """The request's payload. What starts an activity (start, or a stream PUT, which may) gets
     the type and defaults ``live_activity()`` would infer from the same fields."""
+    from activitysmith_track._model import ContentState, Operation, Payload
+    from activitysmith_track._render import render
+    from activitysmith_track._state import Job, operation, plan
+
     fields = _state_fields(args)
     tags = args.tag
     if job is Job.END and target.stream_key and not fields and not tags and not args.title:
@@ -786,6 +1006,18 @@ def _payload(args: argparse.Namespace, target: Target, job: Job) -> Payload | No
 
 
 def _one_shot(args: argparse.Namespace, prog: str) -> int:
+    import json
+    import time
+
+    from activitysmith_track._client import Client
+    from activitysmith_track._errors import (
+        ActivitySmithTrackError,
+        ConfigurationError,
+        ValidationError,
+    )
+    from activitysmith_track._state import Target, operation
+
+    _cli_logging()
     op: str = args.subcommand
     activity_id: str | None = getattr(args, "activity_id", None)
     stream_key: str | None = args.stream_key
@@ -863,6 +1095,9 @@ def _is_script_mode(argv: list[str]) -> bool:
 
 
 def _script_main(argv: list[str], prog: str) -> int:
+    from activitysmith_track._errors import ConfigurationError, ValidationError
+
+    _cli_logging()
     try:
         args = build_script_parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help, or a parse error already reported
@@ -893,7 +1128,6 @@ def _script_main(argv: list[str], prog: str) -> int:
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    _cli_logging()
     try:
         return _main(args_list, prog)
     except KeyboardInterrupt:
@@ -907,15 +1141,25 @@ def _main(argv: list[str], prog: str) -> int:
         return emulator_main(argv[1:])
     if argv and _is_script_mode(argv):
         return _script_main(argv, prog)
-    before, command = _split_command(argv) if argv[:1] == ["run"] else (argv, None)
-    try:
-        args = build_parser(prog).parse_args(before)
-    except SystemExit as exc:  # --help, --version, or a parse error already reported
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.subcommand == "run":
+    if argv[:1] == ["run"]:
+        # Only run's own parser: the command it wraps is waiting to start.
+        before, command = _split_command(argv[1:])
+        args = None
+        if command is not None:
+            args = _quick_parse(before, _ACTIVITY_OPTIONS + _MARKER_OPTIONS)
+        if args is None:
+            try:
+                args = build_run_parser(prog).parse_args(before)
+            except SystemExit as exc:  # --help, or a parse error already reported
+                return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         if command is not None and args.command:
             return _fail(f"{prog} run", "put the whole command after --")
         return _run(args, command if command is not None else list(args.command), f"{prog} run")
+    _cli_logging()
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a parse error already reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.subcommand == "doctor":
         from activitysmith_track._doctor import doctor
 

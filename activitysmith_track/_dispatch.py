@@ -30,11 +30,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from activitysmith_track._client import Inflight, Result, Wire, request_for
 from activitysmith_track._config import Settings
 from activitysmith_track._errors import (
     ActivitySmithTrackError,
@@ -70,6 +69,12 @@ __all__ = [
     "get_dispatcher",
     "shutdown_all",
 ]
+
+if TYPE_CHECKING:
+    from activitysmith_track._client import Inflight, Result, Wire
+
+# The HTTP side (_client: requests, urllib3) is imported by the sender threads when they first
+# send, never on the user's thread when an activity is created.
 
 logger = logging.getLogger("activitysmith_track")
 
@@ -373,7 +378,7 @@ class Account:
 # Hears what was delivered, on the sender thread: (event, lane, payload, result) with events
 # "starting" (before a stream's first PUT), "started", "sent" and "ended". The lifecycle's
 # ledger of open activities is the default one.
-Observer = Callable[[str, Lane, Payload | None, Result | None], None]
+Observer = Callable[[str, Lane, "Payload | None", "Result | None"], None]
 _default_observer: Observer | None = None
 
 
@@ -812,6 +817,8 @@ class Dispatcher:
         return now
 
     def _claim(self, lane: Lane, job: Job, now: float) -> None:
+        from activitysmith_track._client import Inflight
+
         lane.job = job
         lane.job_started = now
         lane.inflight = Inflight()
@@ -863,6 +870,8 @@ class Dispatcher:
         self._done_job(lane, inflight, (job, effective, payload, result))
 
     def _send(self, lane: Lane, job: Job, payload: Payload, inflight: Inflight | None) -> Result:
+        from activitysmith_track._client import request_for
+
         state = lane.state
         op = operation(state.target, job)
         request = request_for(
@@ -1100,6 +1109,8 @@ def _start_thread(target: Callable[[], None]) -> threading.Thread:
 
 
 def _make_wire(settings: Settings) -> Wire:
+    from activitysmith_track._client import Wire
+
     return Wire(
         settings.effective_api_key,
         base_url=settings.base_url,

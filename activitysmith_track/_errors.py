@@ -29,7 +29,10 @@ so the API key cannot leak through a message, a repr or a traceback.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time (checkers treat this as True)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "APIError",

@@ -27,12 +27,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from activitysmith_track._client import Result
-from activitysmith_track._config import Settings
 from activitysmith_track._dispatch import Lane, dispatchers, set_default_observer, shutdown_all
-from activitysmith_track._model import Payload
+
+if TYPE_CHECKING:
+    from activitysmith_track._client import Result
+    from activitysmith_track._config import Settings
+    from activitysmith_track._model import Payload
 
 __all__ = [
     "SIGNAL_FLUSH",

@@ -17,16 +17,20 @@ whose ``kind`` is none of those is ordinary output.
 from __future__ import annotations
 
 import enum
-import logging
 import re
 import threading
 
-import attrs
-
-from activitysmith_track._activity import LiveActivity
 from activitysmith_track._checks import parse_metrics, parse_number
 from activitysmith_track._errors import ActivitySmithTrackError
-from activitysmith_track._model import ActivityType, Metric
+
+# This module is on the path of `activitysmith-track run` before the command starts, so it
+# imports nothing heavy (no attrs, no library core): the handler loads what it needs when the
+# first activity is handed to it, after the command is running.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+
+    from activitysmith_track._activity import LiveActivity
 
 __all__ = [
     "DEFAULT_PATTERN",
@@ -40,7 +44,13 @@ __all__ = [
     "parse_progress",
 ]
 
-logger = logging.getLogger("activitysmith_track")
+
+def _logger() -> logging.Logger:
+    # logging is imported when there is something to say, not before the command starts.
+    import logging
+
+    return logging.getLogger("activitysmith_track")
+
 
 DEFAULT_PATTERN = r"^\s*::(?P<kind>step|progress|metric)::(?:\s+(?P<value>.*?))?\s*$"
 
@@ -56,12 +66,25 @@ class MarkerKind(enum.Enum):
     METRIC = "metric"
 
 
-@attrs.frozen
 class Marker:
     """One recognised marker line: its kind and the text after it (may be empty)."""
 
-    kind: MarkerKind
-    value: str = ""
+    __slots__ = ("kind", "value")
+
+    def __init__(self, kind: MarkerKind, value: str = "") -> None:
+        self.kind = kind
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Marker):
+            return NotImplemented
+        return (self.kind, self.value) == (other.kind, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.value))
+
+    def __repr__(self) -> str:
+        return f"Marker({self.kind}, {self.value!r})"
 
 
 def compile_pattern(text: str) -> re.Pattern[str]:
@@ -100,13 +123,26 @@ class MarkerParser:
         return Marker(marker_kind, value.strip())
 
 
-@attrs.frozen
 class ProgressValue:
     """A parsed ``::progress::`` value: ``done`` of ``total``, or ``done`` percent."""
 
-    done: float
-    total: float | None = None
-    percent: bool = False
+    __slots__ = ("done", "percent", "total")
+
+    def __init__(self, done: float, total: float | None = None, *, percent: bool = False) -> None:
+        self.done = done
+        self.total = total
+        self.percent = percent
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProgressValue):
+            return NotImplemented
+        return (self.done, self.total, self.percent) == (other.done, other.total, other.percent)
+
+    def __hash__(self) -> int:
+        return hash((self.done, self.total, self.percent))
+
+    def __repr__(self) -> str:
+        return f"ProgressValue({self.done!r}, {self.total!r}, percent={self.percent!r})"
 
     def shown(self) -> str:
         """How it reads in a subtitle: ``40%``, ``40/100`` or ``40``."""
@@ -161,9 +197,13 @@ class MarkerHandler:
         step_names: list[str] | None = None,
         subtitle: str | None = None,
     ) -> None:
+        from activitysmith_track._model import ActivityType
+
         self._la = activity
         # The type never changes: read once, not by rendering a state per marker.
-        self._kind = activity._lane.state.kind
+        kind = activity._lane.state.kind
+        self._progress = kind is ActivityType.PROGRESS
+        self._tiles = kind in (ActivityType.METRICS, ActivityType.STATS)
         self._lock = threading.Lock()
         self._step_names = step_names or []
         self._step = 0
@@ -190,7 +230,7 @@ class MarkerHandler:
         if marker.kind in self._warned:
             return
         self._warned.add(marker.kind)
-        logger.warning(
+        _logger().warning(
             "ignored ::%s:: %s (%s); further problems with ::%s:: markers are not reported",
             marker.kind.value,
             marker.value,
@@ -214,7 +254,7 @@ class MarkerHandler:
 
     def _on_progress(self, text: str) -> None:
         value = parse_progress(text)
-        if self._kind is ActivityType.PROGRESS:
+        if self._progress:
             if value.percent:
                 self._la.percentage(value.done)
             else:
@@ -228,7 +268,9 @@ class MarkerHandler:
         merged.update(parse_metrics(text))
         if len(merged) > _MAX_METRICS:
             raise ValueError(f"at most {_MAX_METRICS} metrics can be shown")
-        if self._kind in (ActivityType.METRICS, ActivityType.STATS):
+        if self._tiles:
+            from activitysmith_track._model import Metric
+
             metrics = (Metric(label=label, value=value) for label, value in merged.items())
             self._la.metrics(*metrics)
         else:

@@ -41,6 +41,7 @@ from activitysmith_track._checks import (
     show,
 )
 from activitysmith_track._errors import ArgumentTypeError, ValidationError
+from activitysmith_track._names import MAX_STREAM_KEY, stream_key_problem
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -125,12 +126,11 @@ _MAX_METADATA_TEXT = 4000
 # "16 KB" in the API docs; read as 16 * 1024 bytes of compact UTF-8 JSON (the contract does not
 # say which serialization the server measures, compact is the most lenient reading).
 _MAX_METADATA_BYTES = 16 * 1024
-_MAX_STREAM_KEY = 255
+_MAX_STREAM_KEY = MAX_STREAM_KEY
 # Not in the contract (see MAX_TEXT for titles and subtitles): an alert's message may be longer
 # than a title, and a button's URL as long as browsers take.
 _MAX_MESSAGE = 1024
 _MAX_URL = 2048
-_STREAM_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _NOT_KEY_CHARS = re.compile(r"[^a-z0-9_]+")
 _HASH_CHARS = 10
 
@@ -977,12 +977,9 @@ def validate_stream_key(key: str) -> str:
     """Return ``key`` if the API accepts it as a stream key (1-255 of ``A-Z a-z 0-9 _ -``)."""
     if not isinstance(key, str):
         raise ArgumentTypeError("stream_key", "a str", key)
-    if not key:
-        raise _refuse("stream_key", key, "must not be empty")
-    if len(key) > _MAX_STREAM_KEY:
-        raise _refuse("stream_key", key, f"must be at most {_MAX_STREAM_KEY} characters long")
-    if _STREAM_KEY.fullmatch(key) is None:
-        raise _refuse("stream_key", key, "may contain only letters, digits, '_' and '-'")
+    problem = stream_key_problem(key)
+    if problem is not None:
+        raise _refuse("stream_key", key, problem)
     return key
 
 

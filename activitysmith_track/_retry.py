@@ -6,17 +6,12 @@ so the clock, the sleep and the deadline are per call and tests can inject all t
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
-import random
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import attrs
-import requests
-import tenacity
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from activitysmith_track._errors import (
     ArgumentTypeError,
@@ -28,6 +23,16 @@ from activitysmith_track._errors import (
     ValidationError,
 )
 from activitysmith_track._model import Operation
+
+if TYPE_CHECKING:
+    import random
+    from datetime import datetime
+
+    import requests
+    import tenacity
+
+# requests, urllib3 and tenacity are imported where they are used: on the sender thread, when
+# the first request goes out, never when an activity is created.
 
 __all__ = [
     "RetryPlan",
@@ -74,8 +79,17 @@ logger = logging.getLogger("activitysmith_track")
 _START_RETRYABLE_STATUSES = frozenset({503})
 
 # Jitter comes from a generator of our own: a library must not draw from (and so change) the
-# global random state its application may have seeded.
-_jitter = random.Random()
+# global random state its application may have seeded. Made on first use.
+_jitter: random.Random | None = None
+
+
+def _random() -> float:
+    global _jitter
+    if _jitter is None:
+        import random
+
+        _jitter = random.Random()
+    return _jitter.random()
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -125,7 +139,7 @@ class RetryPolicy:
 
 
 def backoff_delay(
-    policy: RetryPolicy, retry_number: int, *, rand: Callable[[], float] = _jitter.random
+    policy: RetryPolicy, retry_number: int, *, rand: Callable[[], float] = _random
 ) -> float:
     """Seconds to wait before retry number ``retry_number`` (1 for the first retry).
 
@@ -159,6 +173,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         if not math.isfinite(seconds) or seconds < 0:
             return None
         return seconds
+    import email.utils
+    from datetime import datetime, timezone
+
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -174,6 +191,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     """Every exception reachable from ``exc``: its args, causes, contexts and urllib3 reasons."""
+    from urllib3.exceptions import MaxRetryError
+
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending and len(seen) < 32:
@@ -197,6 +216,9 @@ def may_have_reached_server(exc: requests.RequestException) -> bool:
     connection or a failed DNS lookup (urllib3's NewConnectionError and its subclasses). A read
     timeout, a reset or a closed connection can happen after the server processed the request.
     """
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
     if isinstance(exc, requests.ConnectTimeout):
         return False
     if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
@@ -205,6 +227,8 @@ def may_have_reached_server(exc: requests.RequestException) -> bool:
 
 
 def _describe_transport_failure(exc: requests.RequestException) -> str:
+    import requests
+
     if isinstance(exc, requests.ConnectTimeout):
         return "timed out while connecting"
     if isinstance(exc, requests.Timeout):
@@ -255,7 +279,7 @@ def build_retrying(
     clock: Callable[[], float],
     deadline: float | None = None,
     persistent: bool = False,
-    rand: Callable[[], float] = _jitter.random,
+    rand: Callable[[], float] = _random,
     on_retry_after: Callable[[float], None] | None = None,
 ) -> tenacity.Retrying:
     """A :class:`tenacity.Retrying` for one call of ``op`` under ``policy``.
@@ -270,6 +294,8 @@ def build_retrying(
     which concerns the whole account, not only this request. The last error is re-raised as
     itself when retrying stops.
     """
+    import tenacity
+
     started = clock()
     failures = 0  # attempts that failed other than by a wait the server named
     server_waited = 0.0  # seconds spent in waits the server named
@@ -352,6 +378,8 @@ class RetryPlan:
     __slots__ = ("_retrying", "_state")
 
     def __init__(self, retrying: tenacity.Retrying) -> None:
+        import tenacity
+
         self._retrying = retrying
         self._state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
         retrying.begin()
@@ -366,6 +394,8 @@ class RetryPlan:
     def failed(self, exc: BaseException) -> float:
         """Record a failed attempt; the seconds to wait before the next one, or re-raise ``exc``
         (or the error retrying stopped on) when there will be none."""
+        import tenacity
+
         self._state.set_exception((type(exc), exc, exc.__traceback__))
         if "idle_for" not in self._retrying.statistics:
             # tenacity keeps its statistics per thread, and the next attempt may run on

@@ -19,7 +19,6 @@ wrapper takes the terminal back when the command ends, and when the command is s
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -28,15 +27,31 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import BinaryIO, TextIO
 
-import attrs
+# On the path of `activitysmith-track run` before the command starts: no attrs, no typing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Protocol
 
-from activitysmith_track._markers import Marker, MarkerParser
+    from activitysmith_track._markers import Marker
+
+    class MarkerParser(Protocol):
+        """What recognises marker lines (``_markers.MarkerParser``, or one built late)."""
+
+        def parse(self, line: str) -> Marker | None: ...
+
+    from typing import BinaryIO, TextIO
 
 __all__ = ["CannotStart", "RunOutcome", "StreamPump", "run_child", "signal_name"]
 
-logger = logging.getLogger("activitysmith_track")
+
+def _logger() -> logging.Logger:
+    # logging is imported when there is something to say, not before the command starts.
+    import logging
+
+    return logging.getLogger("activitysmith_track")
+
 
 # A longer line cannot be a marker: it is passed on and skipped for parsing.
 MAX_LINE = 64 * 1024
@@ -131,7 +146,7 @@ class StreamPump:
             try:
                 self._on_marker(marker)
             except Exception as exc:  # tracking must never stop the output
-                logger.warning("could not apply marker %r: %r", text, exc)
+                _logger().warning("could not apply marker %r: %r", text, exc)
             return self._hide
         if text.strip():
             self.last_line = text.strip()
@@ -181,7 +196,6 @@ class CannotStart(Exception):
         super().__init__(str(error))
 
 
-@attrs.frozen(kw_only=True)
 class RunOutcome:
     """How the child ended.
 
@@ -191,10 +205,26 @@ class RunOutcome:
     terminal, died of it (Ctrl-C reaches the command's group, not the wrapper).
     """
 
-    exit_code: int
-    killed_by: int | None = None
-    cancelled_by: int | None = None
-    last_stderr_line: str | None = None
+    __slots__ = ("cancelled_by", "exit_code", "killed_by", "last_stderr_line")
+
+    def __init__(
+        self,
+        *,
+        exit_code: int,
+        killed_by: int | None = None,
+        cancelled_by: int | None = None,
+        last_stderr_line: str | None = None,
+    ) -> None:
+        self.exit_code = exit_code
+        self.killed_by = killed_by
+        self.cancelled_by = cancelled_by
+        self.last_stderr_line = last_stderr_line
+
+    def __repr__(self) -> str:
+        return (
+            f"RunOutcome(exit_code={self.exit_code}, killed_by={self.killed_by}, "
+            f"cancelled_by={self.cancelled_by})"
+        )
 
     @property
     def description(self) -> str:
@@ -452,7 +482,7 @@ def run_child(
                 try:
                     on_started()
                 except Exception as exc:  # tracking must never stop the command
-                    logger.warning("could not start the Live Activity: %r", exc)
+                    _logger().warning("could not start the Live Activity: %r", exc)
             returncode = _wait(proc, terminal, job_control)
             if terminal is not None:
                 # Before the end is delivered: Ctrl-C meanwhile must reach us, not a dead group.
