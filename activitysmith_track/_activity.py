@@ -510,6 +510,7 @@ class LiveActivity:
         message: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         explicit: bool,
+        force_hand_on: bool = False,
     ) -> bool:
         state = self._state
         with state.lock:
@@ -521,7 +522,7 @@ class LiveActivity:
                         else f"Live Activity {self._title!r} already ended"
                     )
                 return False
-            hand_on = state.hand_on and outcome is Outcome.SUCCESS
+            hand_on = force_hand_on or (state.hand_on and outcome is Outcome.SUCCESS)
             try:
                 if hand_on:
                     # A pipeline step that is not the last hands the stream on, as it is
@@ -541,7 +542,8 @@ class LiveActivity:
                 )
                 payload = state.snapshot_locked()
             state.ended = True
-            state.outcome = outcome
+            # A forced hand-on ends this handle, not the activity: there is no outcome yet.
+            state.outcome = None if force_hand_on else outcome
         if self._finalizer is not None:
             self._finalizer.detach()
             _finalizers.pop(id(state), None)
@@ -563,6 +565,23 @@ class LiveActivity:
         self._require_started()
         self._validate_fields(fields)
         self._finish(Outcome.SUCCESS, overrides=fields, explicit=True)
+
+    def hand_on(self, **fields: Any) -> None:
+        """Hand the stream on without ending the activity (stream mode only).
+
+        Sends the current state, with ``fields`` applied, as a PUT and ends this handle: the
+        next process or attempt that opens the same ``stream_key`` continues the activity
+        (a retried task: ``la.hand_on(subtitle="Retrying 2/3: ConnectionError")``). Leaving
+        the block afterwards sends nothing more.
+        """
+        self._require_started()
+        if self._stream_key is None:
+            raise UsageError(
+                f"hand_on() needs stream mode: Live Activity {self._title!r} has no "
+                "stream_key=, so no other process could continue it"
+            )
+        self._validate_fields(fields)
+        self._finish(Outcome.SUCCESS, overrides=fields, explicit=True, force_hand_on=True)
 
     def fail(self, message: str | None = None, **fields: Any) -> None:
         """End the activity now, in the failure look; ``message`` replaces the error text."""
