@@ -189,7 +189,8 @@ def track_flow(
     def decorate(flow: F) -> F:
         if not _is_flow(flow):
             raise ArgumentTypeError("flow", "a Prefect flow (put @track_flow above @flow)", flow)
-        return _attach_flow(flow, settings)
+        attached: F = _attach_flow(flow, settings)
+        return attached
 
     return decorate
 
@@ -239,7 +240,8 @@ def track_task(name: Any = None, /) -> Any:
     def decorate(task: F) -> F:
         if not _is_task(task):
             raise ArgumentTypeError("task", "a Prefect task (put @track_task above @task)", task)
-        return _attach_task(task, name)
+        attached: F = _attach_task(task, name)
+        return attached
 
     return decorate
 
