@@ -28,6 +28,7 @@ Celery's objects, so importing ``activitysmith_track`` never imports an engine.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import logging
 import sys
@@ -300,6 +301,7 @@ def _connect() -> None:
         (signals.task_failure, _on_failure),
         (signals.task_postrun, _on_postrun),
         (signals.task_revoked, _on_revoked),
+        (signals.worker_process_init, _on_process_init),
     ]
     for signal, receiver in receivers:
         signal.connect(
@@ -622,11 +624,20 @@ def _on_revoked(
     _end_from_outside(sender, task_id, request, exc=None, cancel=True)
 
 
+# Tasks this (main worker) process ended for a lost child: a terminated task is reported
+# both as revoked and as failed, and a second end would start a new activity.
+_ended_outside: collections.deque[str] = collections.deque(maxlen=1024)
+
+
 def _end_from_outside(
     task: Any, task_id: str | None, request: Any, *, exc: BaseException | None, cancel: bool
 ) -> None:
     if task is None or task_id is None or request is None:
         return
+    with _running_lock:
+        if task_id in _ended_outside:
+            return
+        _ended_outside.append(task_id)
     activity = _open(task, task_id, request)
     if activity is None:
         return
@@ -659,15 +670,31 @@ def _on_postrun(task_id: str | None = None, state: str | None = None, **_: Any) 
         return
     activity = running.activity
     if not activity.ended:
-        # No outcome signal reached us (Ignore, Reject, a signal receiver that failed).
+        # No outcome signal reached us (Ignore, Reject, a signal receiver that failed, or the
+        # task was interrupted by SystemExit or a terminating signal: no state then).
         if state in ("RETRY", "IGNORED"):
             activity.hand_on()  # retried, or replaced by another task with the same id
         elif state == "REJECTED":
             activity.cancel("rejected")
         elif state == "FAILURE":
             _fail(activity, None, _entry_for(running))
-        elif running.plan is not None and not running.plan.last:
+        elif state == "SUCCESS":
+            if running.plan is not None and not running.plan.last:
+                activity.hand_on()
+            else:
+                activity.end()
+        elif _in_pool_child:
+            # The pool process is going down; the worker's main process reports why (revoked,
+            # lost) and ends the activity: ending it here too would split it in two.
             activity.hand_on()
         else:
-            activity.end()
+            activity.cancel()
     _close(task_id, activity)
+
+
+_in_pool_child = False
+
+
+def _on_process_init(**_: Any) -> None:
+    global _in_pool_child
+    _in_pool_child = True

@@ -104,6 +104,12 @@ def etl(workers: dict[str, Path]) -> Iterator[Any]:
     import etl_app
 
     yield etl_app
-    # Results still waiting for the collector unsubscribe from Redis when they go: let them
-    # go while Redis still runs.
+    # Results unsubscribe from Redis when they are collected: let them go, and the app's
+    # connections with them, while Redis still runs.
     gc.collect()
+    # The backend keeps every result it waited on; each one unsubscribes when it goes, which
+    # after Redis stopped ends in a noisy reconnect loop at exit.
+    pending = etl_app.app.backend._pending_results
+    pending.concrete.clear()
+    pending.weak.clear()
+    etl_app.app.close()

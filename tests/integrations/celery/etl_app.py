@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import redis
 from celery import Celery
@@ -106,3 +107,12 @@ def report() -> str:
     la.step()
     la.step()
     return "sent"
+
+
+@app.task(bind=True)
+def slow_export(self) -> None:  # type: ignore[no-untyped-def]
+    """Runs until it is revoked; says when it has started."""
+    _note(self.request.id, "slow_export")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.1)

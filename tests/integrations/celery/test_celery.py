@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 import pytest
-from _support import activities_of, ended_activity, sent_states
+from _support import activities_of, ended_activity, sent_states, wait_for
 from celery import chain, chord, shared_task
 
 from activitysmith_track import stream_key_from, tracked_steps
@@ -160,3 +160,14 @@ def test_tracked_steps_over_a_shared_task_warns_clearly() -> None:
     (warning,) = caught
     assert "shared_task" in str(warning.message)
     assert "track_celery" in str(warning.message)
+
+
+def test_a_task_revoked_while_running_ends_cancelled(etl: Any, emu: Emulator) -> None:
+    result = etl.slow_export.delay()
+    wait_for(lambda: etl.attempts(result.id), what="the task to start")
+    wait_for(lambda: emu.stream_activity(key_for(result.id)), what="its activity to start")
+    result.revoke(terminate=True)
+    record = ended_activity(emu, key_for(result.id))
+    assert record.state["color"] == "orange"
+    assert record.state["subtitle"].startswith("Cancelled")
+    assert len(activities_of(emu, key_for(result.id))) == 1
