@@ -21,7 +21,9 @@ from activitysmith_track._errors import ValidationError
 
 __all__ = [
     "check_options",
+    "done_fields",
     "error_text",
+    "format_duration",
     "humanize",
     "quietly",
     "retry_text",
@@ -86,6 +88,29 @@ def retry_text(
     if exc is None:
         return f"Retrying {count}"
     return _trim(f"Retrying {count}: {error_text(exc, show_message=show_message)}", SUBTITLE_LIMIT)
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``4m 12s``, ``2h 05m``: as the core's end looks show elapsed time."""
+    seconds = round(max(seconds, 0.0))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def done_fields(options: Mapping[str, Any], started: float | None, now: float) -> dict[str, Any]:
+    """The subtitle of a success that took ``now - started`` wall-clock seconds in all.
+
+    A run spread over processes or attempts ends in a process that saw only its own part:
+    the core's ``{elapsed}`` would say "Done in 0s". Left alone when the user chose a look.
+    """
+    if started is None or options.get("on_success") is not None:
+        return {}
+    return {"subtitle": f"Done in {format_duration(now - started)}"}
 
 
 def check_options(options: Mapping[str, Any], *, where: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from activitysmith_track._errors import ArgumentTypeError
 from activitysmith_track._integrations import (
     check_options,
     error_text,
+    format_duration,
     humanize,
     quietly,
     retry_text,
@@ -122,17 +123,6 @@ def _title(settings: _Settings, dag: Any, dag_id: str) -> str:
 
 def _key(dag_id: str, run_id: str) -> str:
     return stream_key_from(f"airflow-{dag_id}-{run_id}")
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = round(max(seconds, 0))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 @attrs.frozen(kw_only=True)
@@ -300,7 +290,7 @@ class _Tracker:
 def _duration(dag_run: Any) -> str | None:
     start, end = getattr(dag_run, "start_date", None), getattr(dag_run, "end_date", None)
     if isinstance(start, datetime) and isinstance(end, datetime):
-        return _format_duration((end - start).total_seconds())
+        return format_duration((end - start).total_seconds())
     return None
 
 

@@ -33,6 +33,7 @@ import contextvars
 import logging
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -43,6 +44,7 @@ from activitysmith_track._activity import LiveActivity, live_activity
 from activitysmith_track._errors import ArgumentTypeError
 from activitysmith_track._integrations import (
     check_options,
+    done_fields,
     error_text,
     humanize,
     quietly,
@@ -57,6 +59,8 @@ logger = logging.getLogger("activitysmith_track")
 
 # The message header that carries a canvas's plan from the publisher to every worker.
 HEADER = "activitysmith_track"
+# When a retried task's first attempt started (epoch seconds), carried to its next attempts.
+STARTED_HEADER = "activitysmith_track_started"
 # Celery's own tasks (chord_unlock, backend_cleanup...) are machinery, not the user's work.
 _INTERNAL_PREFIX = "celery."
 # How long handing the stream to the next task (or attempt) may hold up publishing it: the
@@ -75,6 +79,7 @@ class _Plan:
     tasks: tuple[str | None, ...]
     index: int
     root: str  # the task name whose options the whole canvas uses
+    started: float  # when the canvas was published (epoch seconds), for "Done in 4m 12s"
 
     def header(self) -> dict[str, Any]:
         return {
@@ -84,6 +89,7 @@ class _Plan:
             "tasks": list(self.tasks),
             "index": self.index,
             "root": self.root,
+            "started": self.started,
         }
 
     @classmethod
@@ -99,6 +105,7 @@ class _Plan:
                 tasks=tuple(None if t is None else str(t) for t in value["tasks"]),
                 index=int(value["index"]),
                 root=str(value["root"]),
+                started=float(value.get("started") or time.time()),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -128,7 +135,16 @@ class _TaskOptions:
 class _Running:
     """The activity of the task this thread is running, from prerun to postrun."""
 
-    __slots__ = ("activity", "max_retries", "plan", "retries", "task_id", "task_name", "token")
+    __slots__ = (
+        "activity",
+        "max_retries",
+        "plan",
+        "retries",
+        "started",
+        "task_id",
+        "task_name",
+        "token",
+    )
 
     def __init__(
         self,
@@ -139,8 +155,10 @@ class _Running:
         task_name: str,
         retries: int,
         max_retries: int | None,
+        started: float,
     ) -> None:
         self.activity = activity
+        self.started = started
         self.plan = plan
         self.task_id = task_id
         self.task_name = task_name
@@ -408,6 +426,7 @@ def _new_plan(name: str, headers: Mapping[str, Any], embed: Mapping[str, Any]) -
         tasks=tuple(t for _, t in steps),
         index=0,
         root=root,
+        started=time.time(),
     )
 
 
@@ -445,6 +464,7 @@ def _on_publish(
         # id). Hand the stream on now, before the next attempt can start anywhere.
         if running.plan is not None:
             headers[HEADER] = running.plan.header()
+        headers[STARTED_HEADER] = running.started
         retries = headers.get("retries")
         if isinstance(retries, int) and retries > running.retries:
             show = show_errors(_entry_for(running).options.get("show_error_message"))
@@ -522,6 +542,7 @@ def _open(task: Any, task_id: str, request: Any) -> LiveActivity | None:
             steps=entry.steps,
             **options,
         )
+    started = _request_get(request, STARTED_HEADER)
     running = _Running(
         activity=activity,
         plan=plan,
@@ -529,6 +550,13 @@ def _open(task: Any, task_id: str, request: Any) -> LiveActivity | None:
         task_name=name,
         retries=retries,
         max_retries=max_retries if isinstance(max_retries, int) else None,
+        started=(
+            plan.started
+            if plan is not None
+            else float(started)
+            if isinstance(started, int | float)
+            else time.time()
+        ),
     )
     activity.__enter__()  # started, and current for the task's own code
     if plan is not None and plan.parallel:
@@ -588,7 +616,13 @@ def _on_success(sender: Any = None, **_: Any) -> None:
     if running.plan is not None and not running.plan.last:
         running.activity.hand_on()
     else:
-        running.activity.end()
+        _end(running)
+
+
+def _end(running: _Running) -> None:
+    """Success: the whole run's time, not just this attempt's, in the subtitle."""
+    options = _entry_for(running).options
+    running.activity.end(**done_fields(options, running.started, time.time()))
 
 
 def _fail(activity: LiveActivity, exc: BaseException | None, entry: _TaskOptions) -> None:
@@ -682,7 +716,7 @@ def _on_postrun(task_id: str | None = None, state: str | None = None, **_: Any) 
             if running.plan is not None and not running.plan.last:
                 activity.hand_on()
             else:
-                activity.end()
+                _end(running)
         elif _in_pool_child:
             # The pool process is going down; the worker's main process reports why (revoked,
             # lost) and ends the activity: ending it here too would split it in two.

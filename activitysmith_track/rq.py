@@ -28,6 +28,7 @@ decorated job runs inside a worker.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -37,6 +38,7 @@ from activitysmith_track._activity import live_activity
 from activitysmith_track._errors import ArgumentTypeError
 from activitysmith_track._integrations import (
     check_options,
+    done_fields,
     humanize,
     quietly,
     retry_text,
@@ -87,6 +89,7 @@ def _remember(job: Any, title: str, steps: int | Sequence[str] | None) -> dict[s
             "title": title,
             "steps": steps if isinstance(steps, int) or steps is None else list(steps),
             "max_retries": retries_left if isinstance(retries_left, int) else None,
+            "started": time.time(),
         }
         job.meta[META] = known
         job.save_meta()
@@ -125,6 +128,10 @@ def _run(func: Callable[P, R], settings: _JobOptions, *args: P.args, **kwargs: P
                 activity.hand_on(subtitle=retry_text(done + 1, budget, exc, show_message=show))
             raise
         _after_result(job, activity, result)
+        if not activity.ended:
+            started = known.get("started")
+            started = float(started) if isinstance(started, int | float) else None
+            activity.end(**done_fields(settings.options, started, time.time()))
         return result
 
 

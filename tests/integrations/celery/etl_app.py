@@ -75,8 +75,9 @@ def extract(self) -> list[int]:  # type: ignore[no-untyped-def]
 
 
 @app.task(bind=True)
-def transform(self, rows: list[int], fail: bool = False) -> list[int]:  # type: ignore[no-untyped-def]
+def transform(self, rows: list[int], fail: bool = False, pause: float = 0.0) -> list[int]:  # type: ignore[no-untyped-def]
     _note(self.request.root_id, "transform")
+    time.sleep(pause)
     if fail:
         raise KeyError("id")
     return [r * 10 for r in rows]

@@ -28,6 +28,7 @@ def import_orders(failures: int) -> int:
     assert la is not None
     la.step()
     if _attempt() <= failures:
+        time.sleep(0.6)  # the attempts add up to over a second
         raise ConnectionError("sftp.partner-4711.example refused the login")
     la.step()
     return 42

@@ -38,6 +38,10 @@ def test_a_retried_job_is_one_activity_showing_its_retries(
     assert record.state["color"] == "green"
     assert record.state["current_step"] == 2
     assert record.state["title"] == "Import orders"
+    # The time of all three attempts, not only the last one's.
+    subtitle = record.state["subtitle"]
+    assert subtitle.startswith("Done in ")
+    assert int(subtitle.removeprefix("Done in ").removesuffix("s")) >= 1
     assert "4711" not in json.dumps([r.body for r in emu.requests])
 
 
