@@ -129,3 +129,18 @@ def test_a_task_called_outside_a_tracked_flow_sends_nothing(emu: Emulator) -> No
 
     assert untracked() == [1, 2, 3]
     assert emu.requests == []
+
+
+@track_flow
+@flow(name="interrupted-sync")
+def interrupted_sync() -> None:
+    extract()
+    raise KeyboardInterrupt
+
+
+def test_a_crashed_flow_run_ends_failed_as_crashed(emu: Emulator) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_sync()
+    record = only_activity(emu)
+    assert record.state["color"] == "red"
+    assert record.state["subtitle"] == "Failed at Extract: crashed"
