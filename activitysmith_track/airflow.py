@@ -250,7 +250,14 @@ class _Tracker:
         dag = getattr(dag_run, "dag", None)
         if dag is None:
             get_dag = getattr(dag_run, "get_dag", None)
-            dag = get_dag() if callable(get_dag) else None
+            try:
+                dag = get_dag() if callable(get_dag) else None
+            except Exception:  # no DAG attached to this run object
+                dag = None
+        if dag is None:
+            # Still end the run, with steps from its task instances: the same count as the
+            # workers show, though in task id order rather than dependency order.
+            dag = _TasksOf(dag_run)
         return _view(self.settings, dag, dag_id, run_id), dag
 
     def dag_running(self, dag_run: Any) -> None:
@@ -292,6 +299,24 @@ def _duration(dag_run: Any) -> str | None:
     if isinstance(start, datetime) and isinstance(end, datetime):
         return format_duration((end - start).total_seconds())
     return None
+
+
+class _TasksOf:
+    """A stand-in DAG with a run's task ids and no dependencies, when no DAG is at hand."""
+
+    def __init__(self, dag_run: Any) -> None:
+        get = getattr(dag_run, "get_task_instances", None)
+        try:
+            ids = {str(ti.task_id) for ti in get()} if callable(get) else set()
+        except Exception:
+            ids = set()
+        self.tasks = [_TaskId(task_id) for task_id in sorted(ids)]
+
+
+@attrs.frozen
+class _TaskId:
+    task_id: str
+    upstream_task_ids: tuple[str, ...] = ()
 
 
 def _state_name(state: object) -> str:

@@ -228,7 +228,8 @@ def track_celery(
     Call it where the worker imports the app (the app's module), so the worker's processes
     are wired too. Calling it again adds to the earlier setup (``tasks=None`` replaces it).
     """
-    if app is None or not hasattr(app, "tasks"):
+    # Looked up on the class: reading app.tasks would finalize the app here and now.
+    if not (hasattr(type(app), "send_task") and hasattr(type(app), "tasks")):
         raise ArgumentTypeError("app", "a Celery application", app)
     entry = _task_options(title, None, options, handoff_timeout, where="track_celery()")
     with _registry.lock:
