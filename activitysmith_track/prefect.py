@@ -19,8 +19,9 @@ own hooks stay and run too), and ``track_task`` returns the task with ``on_runni
 and a retry check that only watches. A task that starts begins the next step; a retry shows
 ``Retrying 1/2: ConnectionError`` and the attempt after it ``Extract · retry 1/2``; the flow
 run's final state ends the activity. The activity is keyed by the flow run's id (stream
-mode), so a flow run retried in another process continues it. Tasks run outside a tracked
-flow are left alone.
+mode), so a flow run retried in another process continues it. Inside the flow and its
+tasks, ``current_activity()`` returns the run's activity. Tasks run outside a tracked flow
+are left alone.
 
 Prefect is never imported here: the hooks only receive Prefect's objects.
 """
@@ -122,7 +123,9 @@ def _flow_hooks(settings: _FlowOptions) -> dict[str, Callable[..., None]]:
             steps=settings.steps,
             **options,
         )
-        activity.start()
+        # Entered, not only started: Prefect runs the flow and its tasks in the hook's context,
+        # so current_activity() returns the run's activity there.
+        activity.__enter__()
         with _lock:
             _runs[run_id] = _Run(activity, settings)
 
@@ -143,7 +146,9 @@ def _flow_hooks(settings: _FlowOptions) -> dict[str, Callable[..., None]]:
                 activity.fail("crashed")
             else:
                 activity.cancel()
-            activity.flush()  # the hook runs as the flow run ends: deliver the end first
+            # Leave the block: no longer current, and the end delivered (within flush_timeout)
+            # before the flow run returns.
+            activity.__exit__(None, None, None)
 
         end.__name__ = f"activitysmith_track_{how}"
         return end

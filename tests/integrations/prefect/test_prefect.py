@@ -9,16 +9,25 @@ import pytest
 from _support import activities_of, sent_states
 from prefect import flow, task
 
-from activitysmith_track import stream_key_from
+from activitysmith_track import current_activity, stream_key_from
 from activitysmith_track.emulator import ActivityRecord, Emulator
 from activitysmith_track.prefect import track_flow, track_task
 
 attempts: dict[str, int] = {}
 
 
+def shown_now() -> None:
+    """Wait until the run's activity shows this task's step: states that follow each other
+    quickly are merged (the newest wins), which would hide steps from the test."""
+    la = current_activity()
+    if la is not None:  # None outside a tracked flow
+        assert la.flush(10)
+
+
 @track_task
 @task
 def extract() -> list[int]:
+    shown_now()
     return [1, 2, 3]
 
 
@@ -26,6 +35,7 @@ def extract() -> list[int]:
 @task(retries=2, retry_delay_seconds=1)
 def transform(rows: list[int], failures: int) -> list[int]:
     attempts["transform"] = attempts.get("transform", 0) + 1
+    shown_now()
     if attempts["transform"] <= failures:
         raise ConnectionError("warehouse db-7.internal refused customer 4711")
     return [r * 10 for r in rows]
@@ -34,6 +44,7 @@ def transform(rows: list[int], failures: int) -> list[int]:
 @track_task("Load rows")
 @task
 def load(rows: list[int]) -> int:
+    shown_now()
     if not rows:
         raise ValueError("nothing to load for customer 4711")
     return sum(rows)
@@ -144,3 +155,22 @@ def test_a_crashed_flow_run_ends_failed_as_crashed(emu: Emulator) -> None:
     record = only_activity(emu)
     assert record.state["color"] == "red"
     assert record.state["subtitle"] == "Failed at Extract: crashed"
+
+
+@track_task
+@task
+def which_activity() -> str | None:
+    la = current_activity()
+    return None if la is None else la.title
+
+
+@track_flow("Report")
+@flow
+def report() -> tuple[str | None, str | None]:
+    la = current_activity()
+    return (None if la is None else la.title), which_activity()
+
+
+def test_the_run_is_the_current_activity_in_the_flow_and_its_tasks(emu: Emulator) -> None:
+    assert report() == ("Report", "Report")
+    assert current_activity() is None  # and no longer once the run is over
