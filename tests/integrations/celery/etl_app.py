@@ -107,6 +107,7 @@ def report() -> str:
     assert la is not None, "the task runs without an activity"
     la.step()
     la.step()
+    la.flush(10)  # so the test sees step 2 itself, not only the end that follows at once
     return "sent"
 
 
