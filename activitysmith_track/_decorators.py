@@ -45,6 +45,18 @@ _runs: contextvars.ContextVar[tuple[_Run, ...]] = contextvars.ContextVar(
 )
 
 
+def _is_celery_task(obj: object) -> bool:
+    """A Celery task object or Celery's lazy proxy of one, told apart without importing Celery.
+
+    ``type()`` rather than ``__class__``: Celery's proxies forward ``__class__`` to the task,
+    which would create it.
+    """
+    kind = type(obj)
+    if kind.__module__ == "celery.local":
+        return True
+    return any(c.__module__ == "celery.app.task" and c.__name__ == "Task" for c in kind.__mro__)
+
+
 def _title_from(func: object) -> str:
     name = getattr(func, "__name__", None) or "job"
     text = name.replace("_", " ").strip() or name
@@ -263,6 +275,15 @@ class TrackedSteps:
 
     def __call__(self, func: Any, /) -> Any:
         """Decorate ``func``: each call runs inside its own activity."""
+        if _is_celery_task(func):
+            # Above @app.task the object is a Celery task, not the function: wrapping it would
+            # leave .delay() and the worker's run untracked. The Celery integration tracks it
+            # instead, through Celery's signals, and the task object is returned unchanged.
+            from activitysmith_track.celery import _track_decorated
+
+            return _track_decorated(
+                func, title=self._title, steps=self._steps, options=self._options
+            )
         if not callable(func) and not isinstance(func, classmethod | staticmethod):
             raise ArgumentTypeError("func", "a function", func)
         target = _target(func)

@@ -859,6 +859,11 @@ class Dispatcher:
             if job is Job.CHANGE and payload == lane.last_sent:
                 self._done_job(lane, inflight, None)
                 return
+            if effective is Job.HAND_ON and payload == lane.last_sent:
+                # The stream already shows this very state, and the next process continues
+                # it as it is: handing it on needs no request.
+                self._handed_on_as_it_is(lane, payload)
+                return
             if job is Job.START and lane.state.target.stream_key is not None:
                 # Before the first PUT: no other process may take this stream for an orphan
                 # of its own while it starts.
@@ -929,6 +934,14 @@ class Dispatcher:
                 else:
                     self._observe("sent", lane, payload, result)
             self._cond.notify_all()
+            self._wake_locked()
+
+    def _handed_on_as_it_is(self, lane: Lane, payload: Payload) -> None:
+        with self._cond:
+            self._release(lane)
+            lane.plan = None
+            self._observe("ended", lane, payload, None)
+            self._finish(lane)
             self._wake_locked()
 
     def _release(self, lane: Lane) -> None:
