@@ -59,6 +59,7 @@ from activitysmith_track._state import (
     metrics_from,
     plan,
 )
+from activitysmith_track._suggest import did_you_mean
 
 __all__ = ["EndLook", "LiveActivity", "Outcome", "current_activity", "live_activity"]
 
@@ -74,13 +75,6 @@ _get_ident = threading.get_ident
 _BIG = 2**53
 _warned_no_key = False
 _STOPPED = EndLook(subtitle="Stopped by {error} {where}")
-
-
-def _did_you_mean(word: str, known: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 class LiveActivity:
@@ -506,7 +500,7 @@ class LiveActivity:
                 raise ValidationError(
                     name,
                     "is not a content-state field the API knows"
-                    + _did_you_mean(name, CONTENT_FIELDS | PAYLOAD_FIELDS),
+                    + did_you_mean(name, CONTENT_FIELDS | PAYLOAD_FIELDS),
                 )
         if "channels" in fields:
             raise ValidationError("channels", "can only be set when the activity starts")
@@ -996,7 +990,7 @@ def prepare(
             raise ValidationError(
                 name,
                 "is not an option of live_activity() or a content-state field"
-                + _did_you_mean(name, known),
+                + did_you_mean(name, known),
             )
     resolved = resolve_settings(setting_values, env=env, base=settings)
     if resolved.preview:

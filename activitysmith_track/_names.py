@@ -2,7 +2,7 @@
 
 Nothing is imported here (re only to check a stream key), so the command line can check its
 options before the rest of the library loads: a command it wraps starts at once. ``_model``
-builds its enums from these same names; a test holds the two together.
+keeps enums of the same names; a test holds the two together.
 """
 
 from __future__ import annotations

@@ -809,9 +809,9 @@ def test_a_value_the_service_would_refuse_is_refused_at_the_call_and_changes_not
 
 
 def test_the_misspelled_field_gets_a_did_you_mean(emu: Emulator) -> None:
-    with live_activity("Job") as la, pytest.raises(ValidationError, match="did you mean color"):
+    with live_activity("Job") as la, pytest.raises(ValidationError, match="did you mean 'color'"):
         la.update(colour="red")
-    with pytest.raises(ValidationError, match="did you mean subtitle"):
+    with pytest.raises(ValidationError, match="did you mean 'subtitle'"):
         live_activity("Job", subtitel="x")
 
 

@@ -1167,7 +1167,7 @@ def test_every_option_is_checked_at_the_decorator_as_at_each_call() -> None:
     assert caught.value.field == "preview"
     with pytest.raises(ValidationError, match="flush_timeout"):
         tracked_steps("Job", flush_timeout=-1)
-    with pytest.raises(ValidationError, match="did you mean subtitle"):
+    with pytest.raises(ValidationError, match="did you mean 'subtitle'"):
         tracked_steps("Job", subtitel="typo")
     with pytest.raises(ArgumentTypeError) as caught:
         tracked_steps("Job", on_cancel=5)

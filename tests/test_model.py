@@ -1014,3 +1014,16 @@ def test_clean_keys_derive_to_themselves(text: str) -> None:
 @given(strategies.stream_keys)
 def test_generated_stream_keys_validate(key: str) -> None:
     assert validate_stream_key(key) == key
+
+
+def test_the_start_up_names_match_the_model_and_the_emulator() -> None:
+    # The command line checks options against _names before the model loads; the model's
+    # enums and the emulator's rules (written from the contract on their own) must agree.
+    from activitysmith_track import _names
+    from activitysmith_track.emulator import _rules
+
+    assert _names.COLORS == tuple(c.value for c in Color) == _rules.COLORS
+    assert _names.ACTIVITY_TYPES == tuple(t.value for t in ActivityType) == _rules.ACTIVITY_TYPES
+    for key, fine in [("a" * 255, True), ("a" * 256, False), ("ok_key-1", True), ("no key", False)]:
+        assert (_names.stream_key_problem(key) is None) is fine, key
+        assert bool(_rules._STREAM_KEY.fullmatch(key)) is fine, key
