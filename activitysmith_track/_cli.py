@@ -292,9 +292,14 @@ _ACTIVITY_OPTIONS = (
     _Option("--channel", "send to this channel only (repeatable)", action="append", metavar="SLUG"),
     _Option("--tag", "tag the activity (repeatable)", action="append", metavar="TAG"),
     _Option(
+        "--error-text",
+        "on failure also show the command's last line of stderr (by default only the exit "
+        "code or signal reaches the phone; also: ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=1)",
+        action="store_true",
+    ),
+    _Option(
         "--no-error-text",
-        "on failure show only the exit code, signal or exception type, not its text "
-        "(also: ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=0)",
+        "show only the exit code or signal, whatever ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE says",
         action="store_true",
     ),
     _Option(
@@ -701,7 +706,9 @@ def _job_settings(args: argparse.Namespace) -> Settings:
             "base_url": args.base_url,
             "debounce": args.debounce,
             "flush_timeout": args.flush_timeout,
-            "show_error_message": False if args.no_error_text else None,
+            "show_error_message": (
+                False if args.no_error_text else True if args.error_text else None
+            ),
             "strict": False,  # tracking problems never change the job's outcome
         },
         need_key=False,
@@ -909,6 +916,22 @@ def _terminate_interrupts() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def _exception_type(line: str) -> str | None:
+    """``ValueError`` from a traceback's last line ``ValueError: bad row 7`` (or a dotted
+    ``pkg.errors.LoadError: ...``), else None: the type without the message."""
+    name = line.split(":", 1)[0].strip()
+    parts = name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
+    last = parts[-1]
+    if last.endswith(("Error", "Exception", "Exit", "Interrupt", "Warning")) or last in (
+        "StopIteration",
+        "GeneratorExit",
+    ):
+        return last
+    return None
+
+
 def _finish(
     activity: LiveActivity, outcome: RunOutcome, settings: Settings, *, reason: str | None = None
 ) -> None:
@@ -927,9 +950,13 @@ def _finish(
             activity.end()
         else:
             reason = outcome.description
-            # The command's own words reach the phone only while error text is shown.
-            if outcome.last_stderr_line and settings.show_error_message:
-                reason = f"{reason}: {outcome.last_stderr_line}"
+            # The command's own words reach the phone only while error text is shown; a
+            # Python traceback's exception type is code, not data, and is shown either way.
+            line = outcome.last_stderr_line
+            if line and settings.show_error_message:
+                reason = f"{reason}: {line}"
+            elif line and (kind := _exception_type(line)) is not None:
+                reason = f"{reason}: {kind}"
             activity.fail(reason)
     except ActivitySmithTrackError as exc:
         logger.warning("could not end the Live Activity: %s", exc)

@@ -142,7 +142,7 @@ class Settings:
     strict: bool = attrs.field(default=False, validator=_flag("strict"))
     disabled: bool = attrs.field(default=False, validator=_flag("disabled"))
     preview: bool = attrs.field(default=False, validator=_flag("preview"))
-    show_error_message: bool = attrs.field(default=True, validator=_flag("show_error_message"))
+    show_error_message: bool = attrs.field(default=False, validator=_flag("show_error_message"))
     signals: bool = attrs.field(default=True, validator=_flag("signals"))
     # The local ledger of open activities (see _ledger): on unless turned off; its directory
     # defaults to the user's state directory (see _store.state_dir).

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -38,7 +37,6 @@ R = TypeVar("R")
 
 # Options an integration decides itself: the stream and the step come from the run.
 _RESERVED = frozenset({"stream_key", "step"})
-_SHOW_ERROR_ENV = "ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE"
 
 
 def humanize(name: str) -> str:
@@ -49,17 +47,12 @@ def humanize(name: str) -> str:
 
 
 def show_errors(option: bool | None) -> bool:
-    """Whether exception text may be shown: the option, else the environment, else no.
-
-    The core shows exception text by default; an integration does not, because a task's
-    exception is often built from its arguments. Setting the environment variable
-    explicitly (``ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=1``) counts as asking.
-    """
+    """Whether exception text may be shown: the option, else the settings (off unless
+    ``ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE=1``): a task's exception is often built from
+    its arguments."""
     if option is not None:
         return bool(option)
-    if os.environ.get(_SHOW_ERROR_ENV, "").strip():
-        return resolve_settings().show_error_message
-    return False
+    return resolve_settings().show_error_message
 
 
 def error_text(exc: BaseException | None, *, show_message: bool) -> str:

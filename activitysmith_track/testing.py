@@ -111,6 +111,10 @@ class FakeClock:
         with live_activity("Job", total=10, dispatcher=dispatcher) as la:
             la.advance()
             clock.advance(1.0)   # past the debounce: the update goes out now
+
+    A request on the wire is timed on this clock too: advancing it past the request's
+    timeouts while one is in flight counts as that request timing out. Let what is on the
+    wire arrive first (``la.flush()``) before a long jump.
     """
 
     def __init__(self, start: float = 1000.0) -> None:

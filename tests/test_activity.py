@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import json
 import logging
 import subprocess
 import sys
@@ -96,26 +97,39 @@ def test_exception_ends_activity_as_failed_and_propagates_unchanged(emu: Emulato
     end = last_body(emu, "end")["content_state"]
     assert end["color"] == "red"
     assert end["current_step"] == 2
-    assert end["subtitle"] == "Failed at upload: ValueError: disk full"
+    # Private by default: the type, not the text the exception carries.
+    assert end["subtitle"] == "Failed at upload: ValueError"
     assert la.outcome is Outcome.FAILURE
 
 
 def test_long_error_text_is_trimmed(emu: Emulator) -> None:
-    with pytest.raises(RuntimeError), live_activity("Job"):
+    with pytest.raises(RuntimeError), live_activity("Job", show_error_message=True):
         raise RuntimeError("x" * 500)
     subtitle = last_body(emu, "end")["content_state"]["subtitle"]
     assert len(subtitle) <= 64
     assert subtitle.endswith("…")
 
 
-def test_error_message_can_be_hidden(emu: Emulator) -> None:
-    with (
-        pytest.raises(KeyError),
-        live_activity("Job", steps=2, show_error_message=False) as la,
-    ):
+def test_the_exception_text_stays_off_the_phone_by_default(emu: Emulator) -> None:
+    with pytest.raises(KeyError), live_activity("Job", steps=2) as la:
         la.step("load")
         raise KeyError("customer 42 secret")
     assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: KeyError"
+    assert "customer 42" not in json.dumps([r.body for r in api_requests(emu)])
+
+
+def test_the_exception_text_is_shown_when_asked(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(KeyError), live_activity("Job", steps=2, show_error_message=True) as la:
+        la.step("load")
+        raise KeyError("row 7")
+    assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: KeyError: 'row 7'"
+
+    monkeypatch.setenv("ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE", "1")
+    with pytest.raises(OSError, match="disk full"), live_activity("Job"):
+        raise OSError("disk full")
+    assert last_body(emu, "end")["content_state"]["subtitle"].endswith(": OSError: disk full")
 
 
 def test_keyboard_interrupt_ends_as_cancelled(emu: Emulator) -> None:
@@ -299,7 +313,7 @@ def test_a_step_name_given_to_step_wins_over_the_planned_one(emu: Emulator) -> N
         la.step("upload archive")
         raise OSError("full")
     subtitle = last_body(emu, "end")["content_state"]["subtitle"]
-    assert subtitle == "Failed at upload archive: OSError: full"
+    assert subtitle == "Failed at upload archive: OSError"
 
 
 def test_fail_with_message(emu: Emulator) -> None:
@@ -637,7 +651,7 @@ def test_async_with(emu: Emulator) -> None:
 
 def test_async_exception_propagates(emu: Emulator) -> None:
     async def job() -> None:
-        async with live_activity("Async job"):
+        async with live_activity("Async job", show_error_message=True):
             raise LookupError("gone")
 
     with pytest.raises(LookupError, match="gone"):
@@ -715,7 +729,7 @@ def test_atrack_drives_a_progress_bar_like_track(emu: Emulator) -> None:
 
 
 def test_sys_exit_with_a_message_is_a_failure_naming_it(emu: Emulator) -> None:
-    with pytest.raises(SystemExit), live_activity("Job"):
+    with pytest.raises(SystemExit), live_activity("Job", show_error_message=True):
         sys.exit("config file missing")
     subtitle = last_body(emu, "end")["content_state"]["subtitle"]
     assert subtitle.startswith("Failed after ")
@@ -726,7 +740,7 @@ def test_a_named_step_on_a_timer_shows_in_the_failure(emu: Emulator) -> None:
     with pytest.raises(ValueError, match="bad"), live_activity("Script") as la:
         la.step("load")
         raise ValueError("bad")
-    assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: ValueError: bad"
+    assert last_body(emu, "end")["content_state"]["subtitle"] == "Failed at load: ValueError"
 
 
 def test_an_exception_whose_str_fails_still_propagates_unchanged(emu: Emulator) -> None:
@@ -846,6 +860,7 @@ def test_pausing_a_countdown_keeps_the_time_that_was_left(emu: Emulator) -> None
     clock = FakeClock()
     dispatcher = Dispatcher(clock=clock)
     with live_activity("Deploy", duration_seconds=600, dispatcher=dispatcher) as la:
+        assert la.flush()  # the start arrives before the clock jumps (see FakeClock)
         clock.advance(100)
         la.update(is_running=False)
         assert (la.state.duration_seconds, la.state.is_running) == (500, False)

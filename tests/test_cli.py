@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import select
@@ -172,7 +173,7 @@ def test_failure_passes_the_exit_code_and_names_it_with_the_last_stderr_line(
         sys.stderr.write("warming up\\nDisk quota exceeded\\n\\n")
         sys.exit(3)
     """)
-    result = cli(emu, "run", "--title", "Backup", "--", *child)
+    result = cli(emu, "run", "--title", "Backup", "--error-text", "--", *child)
 
     assert result.returncode == 3
     assert result.stderr == b"warming up\nDisk quota exceeded\n\n"
@@ -182,19 +183,45 @@ def test_failure_passes_the_exit_code_and_names_it_with_the_last_stderr_line(
     assert final["color"] == "red"
 
 
-def test_no_error_text_keeps_the_commands_stderr_off_the_phone(emu: Emulator) -> None:
+@pytest.mark.parametrize(
+    ("options", "variable"),
+    [
+        ([], None),
+        (["--no-error-text"], "1"),
+        ([], "0"),
+        (["--error-text", "--no-error-text"], None),
+    ],
+)
+def test_the_commands_stderr_stays_off_the_phone_unless_asked(
+    emu: Emulator, options: list[str], variable: str | None
+) -> None:
     child = py("""
         import sys
         sys.stderr.write("password=hunter2 rejected\\n")
         sys.exit(3)
     """)
-    result = cli(emu, "run", "--no-error-text", "--", *child)
+    env = env_for(emu)
+    if variable is not None:
+        env["ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE"] = variable
+    result = cli(emu, "run", *options, "--", *child, env=env)
 
     assert result.returncode == 3
     assert result.stderr == b"password=hunter2 rejected\n"  # the terminal still sees it
     final = end_state(emu)
-    assert failed_with(final["subtitle"], "exit code 3")
-    assert "hunter2" not in str(emu.requests)
+    assert final["subtitle"].endswith(": exit code 3")
+    assert "hunter2" not in json.dumps([r.body for r in emu.requests])
+
+
+def test_the_error_text_setting_shows_the_commands_last_stderr_line(emu: Emulator) -> None:
+    child = py("""
+        import sys
+        sys.stderr.write("quota exceeded\\n")
+        sys.exit(3)
+    """)
+    env = env_for(emu)
+    env["ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE"] = "1"
+    assert cli(emu, "run", "--", *child, env=env).returncode == 3
+    assert end_state(emu)["subtitle"].endswith(": exit code 3: quota exceeded")
 
 
 def test_child_killed_by_sigkill_fails_naming_the_signal_and_exits_137(emu: Emulator) -> None:
@@ -472,7 +499,7 @@ def test_hide_markers_keeps_marker_lines_off_the_terminal(emu: Emulator) -> None
     final = end_state(emu)
     assert final["current_step"] == 1
     assert "metrics" not in final
-    assert final["subtitle"] == "Failed at load: exit code 2: real error"
+    assert final["subtitle"] == "Failed at load: exit code 2"  # the stderr line stays here
 
 
 def test_marker_regex_sets_the_syntax(emu: Emulator) -> None:
@@ -817,7 +844,7 @@ def test_script_mode_ends_failed_with_the_exception_type(emu: Emulator, tmp_path
     final = end_state(emu)
     assert final["title"] == "etl.py"
     # The script named its step with current_activity().step("loading"): the failure says so.
-    assert final["subtitle"] == "Failed at loading: ValueError: bad row 7"
+    assert final["subtitle"] == "Failed at loading: ValueError"
 
 
 def test_script_mode_passes_sys_exit_codes(emu: Emulator, tmp_path: Path) -> None:
@@ -841,7 +868,8 @@ def test_run_python_script_fails_with_the_exception_type(emu: Emulator, tmp_path
     assert result.stderr.endswith(b"ValueError: bad row 7\n")
     final = end_state(emu)
     assert final["title"] == "etl.py"
-    assert failed_with(final["subtitle"], "exit code 1: ValueError: bad row 7")
+    # The traceback's exception type, not its message: the message is the job's data.
+    assert failed_with(final["subtitle"], "exit code 1: ValueError")
 
 
 STEPPING_SCRIPT = """

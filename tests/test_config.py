@@ -50,13 +50,13 @@ def test_environment_variables_are_read() -> None:
         "ACTIVITYSMITH_TRACK_DISABLED": "yes",
         "ACTIVITYSMITH_TRACK_STRICT": "1",
         "ACTIVITYSMITH_TRACK_PREVIEW": "on",
-        "ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE": "0",
+        "ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE": "1",
     }
     settings = resolve_settings(env=env)
     assert settings.api_key == "ask_x"
     assert settings.base_url == "http://127.0.0.1:8787/api"
     assert (settings.disabled, settings.strict, settings.preview) == (True, True, True)
-    assert settings.show_error_message is False
+    assert settings.show_error_message is True  # off by default
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.0.0.2"])

@@ -225,7 +225,9 @@ def test_a_pipeline_spread_over_processes_is_accepted(emu: Emulator) -> None:
 
 def test_a_block_that_raises_ends_in_an_accepted_failure(emu: Emulator) -> None:
     def job() -> None:
-        with live_activity("Import", total=10, stream_key="import", channels=CHANNELS) as la:
+        with live_activity(
+            "Import", total=10, stream_key="import", channels=CHANNELS, show_error_message=True
+        ) as la:
             la.advance(3)
             raise RuntimeError("bad row 4")
 

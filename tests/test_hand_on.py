@@ -58,7 +58,8 @@ def test_hand_on_of_a_state_already_shown_sends_nothing_more(emu: Emulator) -> N
     assert len(puts) == 1
     assert la.outcome is Outcome.HANDED_ON
     record = emu.stream_activity("sync-3")
-    assert record is not None and record.status == "live"
+    assert record is not None
+    assert record.status == "live"
 
 
 def test_hand_on_with_a_change_sends_it(emu: Emulator) -> None:
@@ -69,4 +70,5 @@ def test_hand_on_with_a_change_sends_it(emu: Emulator) -> None:
     puts = [r for r in emu.requests if r.method == "PUT"]
     assert puts[-1].body["content_state"]["current_step"] == 1
     record = emu.stream_activity("sync-4")
-    assert record is not None and record.state["current_step"] == 1
+    assert record is not None
+    assert record.state["current_step"] == 1

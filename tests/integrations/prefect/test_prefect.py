@@ -20,7 +20,7 @@ def shown_now() -> None:
     """Wait until the run's activity shows this task's step: states that follow each other
     quickly are merged (the newest wins), which would hide steps from the test."""
     la = current_activity()
-    if la is not None:  # None outside a tracked flow
+    if la:  # a falsy no-op handle outside a tracked flow
         assert la.flush(10)
 
 
@@ -112,7 +112,8 @@ def test_a_task_out_of_retries_fails_the_run_at_its_step(emu: Emulator) -> None:
     record = only_activity(emu)
     assert record.state["color"] == "red"
     assert record.state["current_step"] == 2
-    assert record.state["subtitle"] == "Failed at Transform: ConnectionError"
+    # The end names what the phone showed last: the step, on its last attempt.
+    assert record.state["subtitle"] == "Failed at Transform · retry 2/2: ConnectionError"
     assert len(activities_of(emu, run_key(state))) == 1
 
 
@@ -161,16 +162,16 @@ def test_a_crashed_flow_run_ends_failed_as_crashed(emu: Emulator) -> None:
 @task
 def which_activity() -> str | None:
     la = current_activity()
-    return None if la is None else la.title
+    return la.title if la else None
 
 
 @track_flow("Report")
 @flow
 def report() -> tuple[str | None, str | None]:
     la = current_activity()
-    return (None if la is None else la.title), which_activity()
+    return (la.title if la else None), which_activity()
 
 
 def test_the_run_is_the_current_activity_in_the_flow_and_its_tasks(emu: Emulator) -> None:
     assert report() == ("Report", "Report")
-    assert current_activity() is None  # and no longer once the run is over
+    assert not current_activity()  # and no longer once the run is over
