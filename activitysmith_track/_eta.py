@@ -639,6 +639,7 @@ class Foresight:
         """
         if state is self.seen_state and position == self.seen_position:
             return self
+        expectation = self.expectation
         started = state.started_at if state.started_at is not None else now
         elapsed = max(0.0, now - started)
         first = position.step if self.first_step is None else self.first_step
@@ -646,6 +647,7 @@ class Foresight:
         plan = _plan_of(state)
         in_step = max(0.0, now - step_since) if step_since is not None else elapsed
         forecast = self._forecast(
+            expectation=expectation,
             state=state,
             position=position,
             plan=plan,
@@ -655,11 +657,11 @@ class Foresight:
             in_step=in_step,
             first=first,
         )
-        display = self.display.next(forecast, self._job_elapsed(elapsed, plan, first))
+        display = self.display.next(forecast, self._job_elapsed(expectation, elapsed, plan, first))
         countdown = self.mode is EtaMode.COUNTDOWN
         text = eta_text(display.left, usual=forecast.usual, late=display.late, countdown=countdown)
         until = None
-        if countdown and self.expectation is not None:
+        if countdown and expectation is not None:
             if forecast.left is not None:
                 until = now + forecast.left
             elif forecast.usual is not None:
@@ -696,6 +698,7 @@ class Foresight:
     def _forecast(
         self,
         *,
+        expectation: Expectation | None,
         state: ActivityState,
         position: Position,
         plan: tuple[str | None, ...],
@@ -705,10 +708,9 @@ class Foresight:
         in_step: float,
         first: int,
     ) -> Forecast:
-        expectation = self.expectation
         rate_left = rate.left(total) if total is not None else None
         usual = expectation.usual if expectation is not None else None
-        job_elapsed = self._job_elapsed(elapsed, plan, first)
+        job_elapsed = self._job_elapsed(expectation, elapsed, plan, first)
         has_steps = bool(plan) or position.step > 0
         if has_steps:
             # A count within a step says how long the step has left, not the job: only the
@@ -734,10 +736,15 @@ class Foresight:
             )
         return Forecast()
 
-    def _job_elapsed(self, elapsed: float, plan: tuple[str | None, ...], first: int) -> float:
+    @staticmethod
+    def _job_elapsed(
+        expectation: Expectation | None,
+        elapsed: float,
+        plan: tuple[str | None, ...],
+        first: int,
+    ) -> float:
         """The seconds the whole job has run: this process's, plus for a process that began
         at a later step of a pipeline, the usual time of the steps before it."""
-        expectation = self.expectation
         if first <= 1 or expectation is None or not expectation.steps:
             return elapsed
         before = 0.0

@@ -29,9 +29,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from activitysmith_track._eta import (
     EtaMode,
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEEP_IDENTITIES",
+    "KEEP_MARKS",
     "KEEP_RUNS",
     "SCHEMA",
     "History",
@@ -71,6 +72,13 @@ KEEP_IDENTITIES = 200
 # A run with more steps than this keeps its duration only (the steps would make its row big,
 # and a job of thousands of steps is estimated well enough by its rate or its total).
 KEEP_STEPS = 200
+# The handle notes when each step began up to this many times (then it overwrites the last
+# note, so the current step's time stays right); a run that reached it records its total only.
+KEEP_MARKS = 1000
+# A store that answers "locked" at once (several processes opening a new file together, one
+# of them switching it to WAL: SQLite does not wait its busy timeout then) is tried again
+# after these pauses; a write waiting for another process's waits the busy timeout instead.
+_BUSY_PAUSES = (0.02, 0.05, 0.1, 0.2)
 # The identity's version: a change to what goes into an identity bumps it, so old and new
 # identities never collide.
 _IDENTITY_VERSION = 1
@@ -106,6 +114,7 @@ def identity(
     title: str,
     step_names: Sequence[str] | None = None,
     stream_key: str | None = None,
+    local: bool = False,
 ) -> str:
     """The key a job's history is kept under: 32 hex digits, the same in every process and
     every Python version (a SHA-256 of a canonical JSON text, never Python's ``hash()``).
@@ -113,19 +122,27 @@ def identity(
     A stream key is the job (whatever its title or steps); else the title and the step names,
     sorted, so that reordering steps keeps the history. Steps given as a count are not part of
     it: a job whose step count follows its input (``steps=len(batches)``) stays one job.
+    ``local`` marks runs against a local emulator: a job tried out locally (or in a test
+    suite) has a history of its own, and never changes what its production runs expect.
     """
     if stream_key is not None:
         key: dict[str, Any] = {"v": _IDENTITY_VERSION, "stream": stream_key}
     else:
         key = {"v": _IDENTITY_VERSION, "title": title, "steps": sorted(step_names or ())}
+    if local:
+        key["local"] = True
     canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
 
 
-def identity_of(state: ActivityState) -> str:
-    """The identity of the job an activity's state describes."""
+def identity_of(state: ActivityState, *, local: bool = False) -> str:
+    """The identity of the job an activity's state describes (``local``: sent to a local
+    emulator, ``Settings.is_local``)."""
     return identity(
-        title=state.title, step_names=state.step_names, stream_key=state.target.stream_key
+        title=state.title,
+        step_names=state.step_names,
+        stream_key=state.target.stream_key,
+        local=local,
     )
 
 
@@ -148,6 +165,26 @@ def _trouble(what: str, exc: BaseException) -> None:
         type(exc).__name__,
         exc,
     )
+
+
+_T = TypeVar("_T")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return type(exc).__name__ == "OperationalError" and ("locked" in text or "busy" in text)
+
+
+def _patiently(action: Callable[[], _T]) -> _T:
+    """``action()``, tried again after a short pause while the store is busy."""
+    for pause in _BUSY_PAUSES:
+        try:
+            return action()
+        except Exception as exc:
+            if not _is_busy(exc):
+                raise
+        time.sleep(pause)
+    return action()
 
 
 # -- rows ---------------------------------------------------------------------------------------
@@ -232,12 +269,16 @@ class History:
 
     def runs(self, identity: str) -> list[Run]:
         """The recorded runs of ``identity``, newest first (parts of runs included)."""
-        try:
+
+        def read() -> list[Any]:
             with get_store(self.directory).read(SCHEMA) as conn:
-                rows = conn.execute(
+                return conn.execute(
                     "SELECT total, steps FROM history_runs WHERE identity = ? ORDER BY id DESC",
                     (identity,),
                 ).fetchall()
+
+        try:
+            rows = _patiently(read)
         except Exception as exc:
             _trouble("be read", exc)
             return []
@@ -267,13 +308,17 @@ class History:
                 None if run.total is None else round(run.total, 3),
                 _steps_json(run),
             )
-            with get_store(self.directory).write(SCHEMA) as conn:
-                conn.execute(
-                    "INSERT INTO history_runs (identity, part, finished_at, total, steps) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    row,
-                )
-                _prune(conn, identity, part)
+
+            def write() -> None:
+                with get_store(self.directory).write(SCHEMA) as conn:
+                    conn.execute(
+                        "INSERT INTO history_runs (identity, part, finished_at, total, steps) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    _prune(conn, identity, part)
+
+            _patiently(write)
         except Exception as exc:
             _trouble("record a run", exc)
             return False
@@ -350,6 +395,11 @@ class RunWatch:
         return f"<RunWatch {self._identity[:8]} eta={mode}>"
 
     @property
+    def last(self) -> EtaView | None:
+        """The view given last (the final state keeps its countdown), ``None`` before one."""
+        return self._foresight.view if self._foresight is not None else None
+
+    @property
     def expectation(self) -> Expectation | None:
         """The history read for this run (``None`` before the first view, or without one)."""
         return self._foresight.expectation if self._foresight is not None else None
@@ -408,6 +458,8 @@ class RunWatch:
                 ended_at=ending.at,
                 complete=complete,
             )
+            if len(marks) >= KEEP_MARKS:
+                run = Run(total=run.total)  # the notes of the steps were overwritten
             if not complete and not run.steps:
                 return False  # a part without steps says nothing
             return self._history.record(self._identity, run)

@@ -32,6 +32,7 @@ from activitysmith_track._eta import (
 )
 from activitysmith_track._history import (
     KEEP_IDENTITIES,
+    KEEP_MARKS,
     KEEP_RUNS,
     History,
     RunWatch,
@@ -120,6 +121,12 @@ def test_what_the_identity_depends_on() -> None:
     stream = identity(title="a", stream_key="etl")
     assert identity(title="b", step_names=["x"], stream_key="etl") == stream
     assert stream != identity(title="etl")
+    # Runs against a local emulator are a job of their own: trying a job out locally, or
+    # in a test suite, never changes what its production runs expect.
+    assert identity(title="Nightly ETL", step_names=["load", "extract", "transform"]) == ETL
+    local = identity(title="Nightly ETL", step_names=["extract", "transform", "load"], local=True)
+    assert local != ETL
+    assert identity(title="x", stream_key="etl", local=True) != stream
     # Steps given as a count are not part of it (a count may follow the input's size).
     assert identity_of(plan("Batches", steps=3)[0]) == identity_of(plan("Batches", steps=7)[0])
     assert identity_of(plan("Nightly ETL", steps=["extract", "transform", "load"])[0]) == ETL
@@ -531,3 +538,11 @@ def test_the_stored_row_is_plain_json(history: History) -> None:
         ).fetchone()
     assert row[:4] == (ETL, "run", 1_700_000_000.0, 460.123)
     assert json.loads(row[4]) == [[1, "extract", 60.123], [2, "transform", 300], [3, "load", 100]]
+
+
+def test_a_run_whose_step_notes_ran_out_records_its_total_only(history: History) -> None:
+    state = started(plan("Many steps", steps=5)[0])
+    watch = RunWatch(mode=EtaMode.TEXT, history=history, identity=identity_of(state))
+    marks = [(float(n), n % 5 + 1, None) for n in range(KEEP_MARKS)]
+    assert watch.finish(ended(state, Outcome.SUCCESS, 2000.0), marks)
+    assert history.runs(identity_of(state)) == [Run(total=2000.0)]
