@@ -45,18 +45,17 @@ from activitysmith_track._eta import (
     run_from_marks,
 )
 from activitysmith_track._state import ActivityState, Outcome, Position
-from activitysmith_track._store import Schema, StoreUnavailable, get_store, state_dir
 
 if TYPE_CHECKING:
     import sqlite3
 
     from activitysmith_track._config import Settings
+    from activitysmith_track._store import Schema, Store
 
 __all__ = [
     "KEEP_IDENTITIES",
     "KEEP_MARKS",
     "KEEP_RUNS",
-    "SCHEMA",
     "History",
     "RunWatch",
     "identity",
@@ -83,27 +82,42 @@ _BUSY_PAUSES = (0.02, 0.05, 0.1, 0.2)
 # identities never collide.
 _IDENTITY_VERSION = 1
 
-SCHEMA = Schema(
-    name="history",
-    version=1,
-    tables=("history_runs",),
-    create=(
-        # AUTOINCREMENT: ids grow with every run recorded, whichever process records it, so
-        # "the newest runs" are the highest ids.
-        """CREATE TABLE IF NOT EXISTS history_runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            identity TEXT NOT NULL,
-            part TEXT NOT NULL,
-            finished_at REAL NOT NULL,
-            total REAL,
-            steps TEXT NOT NULL
-        )""",
-        "CREATE INDEX IF NOT EXISTS history_runs_identity ON history_runs (identity, part, id)",
-    ),
+# The table, created on first use. ``part`` is "run" for a whole run, or "from <step>" for
+# the part of a pipeline one process ran: each is bounded on its own, so the steps of a
+# pipeline are not crowded out by each other. AUTOINCREMENT: ids grow with every run
+# recorded, whichever process records it, so "the newest runs" are the highest ids.
+_TABLES = ("history_runs",)
+_CREATE = (
+    """CREATE TABLE IF NOT EXISTS history_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        identity TEXT NOT NULL,
+        part TEXT NOT NULL,
+        finished_at REAL NOT NULL,
+        total REAL,
+        steps TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS history_runs_identity ON history_runs (identity, part, id)",
 )
-# ``part`` is "run" for a whole run, or "from <step>" for the part of a pipeline one process
-# ran: each is bounded on its own, so the steps of a pipeline are not crowded out by each other.
+_SCHEMA_VERSION = 1
 _WHOLE = "run"
+_schema: Schema | None = None
+
+
+def schema() -> Schema:
+    """The history's tables in the store. The store (and sqlite3) is imported on first use,
+    never by ``import activitysmith_track``."""
+    global _schema
+    if _schema is None:
+        from activitysmith_track._store import Schema
+
+        _schema = Schema(name="history", version=_SCHEMA_VERSION, tables=_TABLES, create=_CREATE)
+    return _schema
+
+
+def _store_in(directory: Path) -> Store:
+    from activitysmith_track._store import get_store
+
+    return get_store(directory)
 
 
 # -- identity ---------------------------------------------------------------------------------
@@ -153,6 +167,8 @@ _warned_lock = threading.Lock()
 
 
 def _trouble(what: str, exc: BaseException) -> None:
+    from activitysmith_track._store import StoreUnavailable  # loaded: it raised
+
     if isinstance(exc, StoreUnavailable):
         return  # the store said why, once, for every module that uses it
     with _warned_lock:
@@ -254,12 +270,14 @@ class History:
         # ``history`` is a setting once the settings carry it; until then it is on.
         if settings.disabled or not getattr(settings, "history", True):
             return None
+        from activitysmith_track._store import state_dir
+
         return cls(state_dir(settings.state_dir))
 
     @property
     def path(self) -> Path:
         """The database file."""
-        return get_store(self.directory).path
+        return _store_in(self.directory).path
 
     def expected(self, identity: str) -> Expectation | None:
         """What the recent successful runs of ``identity`` lead to expect (``None``: no
@@ -271,7 +289,7 @@ class History:
         """The recorded runs of ``identity``, newest first (parts of runs included)."""
 
         def read() -> list[Any]:
-            with get_store(self.directory).read(SCHEMA) as conn:
+            with _store_in(self.directory).read(schema()) as conn:
                 return conn.execute(
                     "SELECT total, steps FROM history_runs WHERE identity = ? ORDER BY id DESC",
                     (identity,),
@@ -310,7 +328,7 @@ class History:
             )
 
             def write() -> None:
-                with get_store(self.directory).write(SCHEMA) as conn:
+                with _store_in(self.directory).write(schema()) as conn:
                     conn.execute(
                         "INSERT INTO history_runs (identity, part, finished_at, total, steps) "
                         "VALUES (?, ?, ?, ?, ?)",
@@ -328,7 +346,7 @@ class History:
         """Drop the history of ``identity`` (of every job with ``None``); returns the runs
         dropped (0 when the store cannot be used)."""
         try:
-            with get_store(self.directory).write(SCHEMA) as conn:
+            with _store_in(self.directory).write(schema()) as conn:
                 if identity is None:
                     cursor = conn.execute("DELETE FROM history_runs")
                 else:

@@ -546,3 +546,14 @@ def test_a_run_whose_step_notes_ran_out_records_its_total_only(history: History)
     marks = [(float(n), n % 5 + 1, None) for n in range(KEEP_MARKS)]
     assert watch.finish(ended(state, Outcome.SUCCESS, 2000.0), marks)
     assert history.runs(identity_of(state)) == [Run(total=2000.0)]
+
+
+def test_importing_the_history_imports_neither_the_store_nor_sqlite3() -> None:
+    code = (
+        "import sys, activitysmith_track._history\n"
+        "print(sorted(m for m in ('sqlite3', 'activitysmith_track._store') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
