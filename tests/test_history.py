@@ -4,6 +4,7 @@ a job's history before its start and records its run once it succeeded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -57,6 +58,17 @@ def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def history(tmp_path: Path) -> History:
     return History(tmp_path / "state")
+
+
+@contextlib.contextmanager
+def database(path: Path) -> Iterator[sqlite3.Connection]:
+    """The history's file, opened directly: committed and closed after the block."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -162,7 +174,7 @@ def test_only_the_newest_runs_are_kept(history: History) -> None:
         history.record(ETL, Run(total=float(n)))
     kept = history.runs(ETL)
     assert [run.total for run in kept] == [float(n) for n in range(KEEP_RUNS + 6, 6, -1)]
-    with sqlite3.connect(history.path) as conn:
+    with database(history.path) as conn:
         (rows,) = conn.execute("SELECT COUNT(*) FROM history_runs").fetchone()
     assert rows == KEEP_RUNS
 
@@ -270,7 +282,7 @@ def test_rows_that_cannot_be_read_are_skipped_with_one_warning(
 ) -> None:
     history.record(ETL, etl_run(60, 300, 100))
     history.record(ETL, etl_run(80, 320, 120))
-    with sqlite3.connect(history.path) as conn:
+    with database(history.path) as conn:
         for total, steps in [
             (10.0, "not json"),
             (10.0, '[[1, "extract", -5]]'),
@@ -298,14 +310,14 @@ def test_tables_of_a_newer_version_are_left_alone(
 ) -> None:
     history.record(ETL, Run(total=1.0))
     forget_stores()
-    with sqlite3.connect(history.path) as conn:
+    with database(history.path) as conn:
         conn.execute("UPDATE schema_versions SET version = 99 WHERE name = 'history'")
 
     assert history.expected(ETL) is None
     assert history.record(ETL, Run(total=2.0)) is False
     (warning,) = warnings_of(caplog)
     assert "newer version" in warning
-    with sqlite3.connect(history.path) as conn:
+    with database(history.path) as conn:
         (rows,) = conn.execute("SELECT COUNT(*) FROM history_runs").fetchone()
     assert rows == 1  # untouched
 
@@ -381,7 +393,7 @@ def test_concurrent_writers_lose_nothing_and_keep_the_bounds(tmp_path: Path) -> 
         by_writer.setdefault(int(run.total) // 1000, []).append(int(run.total) % 1000)
     for kept in by_writer.values():
         assert sorted(kept) == list(range(runs - len(kept), runs))
-    with sqlite3.connect(directory / DATABASE_NAME) as conn:
+    with database(directory / DATABASE_NAME) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
@@ -532,7 +544,7 @@ def test_reading_the_history_is_cheap(history: History) -> None:
 
 def test_the_stored_row_is_plain_json(history: History) -> None:
     history.record(ETL, etl_run(60.12345, 300, 100), now=1_700_000_000.0)
-    with sqlite3.connect(history.path) as conn:
+    with database(history.path) as conn:
         row = conn.execute(
             "SELECT identity, part, finished_at, total, steps FROM history_runs"
         ).fetchone()
