@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -36,6 +36,8 @@ from activitysmith_track._errors import (
     UsageError,
     ValidationError,
 )
+from activitysmith_track._eta import EtaMode, eta_mode
+from activitysmith_track._history import KEEP_MARKS, History, RunWatch, identity_of
 from activitysmith_track._model import (
     Action,
     ActivityType,
@@ -110,8 +112,19 @@ class LiveActivity:
         *,
         settings: Settings,
         dispatcher: Dispatcher | None = None,
+        eta: EtaMode | None = EtaMode.TEXT,
     ) -> None:
-        lane = Lane(state, position or Position())
+        position = position or Position()
+        lane = Lane(state, position)
+        if not settings.disabled:
+            # The sender's side of the ETA and the run history: nothing is read until the
+            # sender renders the start (no I/O here, on the user's thread).
+            lane.watch = RunWatch(
+                mode=eta,
+                history=History.for_settings(settings),
+                identity=identity_of(state, local=settings.is_local),
+                first=position,
+            )
         self._lane = lane
         self._lock = threading.Lock()
         self._settings = settings
@@ -663,10 +676,21 @@ class LiveActivity:
                 # progress bar keeps its count.
                 lane.base = None
             lane.seq = seq + 2
+            if lane.watch is not None:
+                self._mark(step, name)
         finally:
             lock.release()
         if not lane.dirty:
             lane.touch()
+
+    def _mark(self, step: int, name: str | None) -> None:
+        """Note when a step began, for the ETA and the run history (with the lock held)."""
+        marks = self._lane.marks
+        mark = (self._clock(), step, name)
+        if len(marks) < KEEP_MARKS:
+            marks.append(mark)
+        else:  # bounded: the current step's moment stays right, the run keeps its total
+            marks[-1] = mark
 
     def _note(self, note: str | None) -> None:
         """Text shown after the step's name (the command line's progress and metric markers)."""
@@ -786,10 +810,13 @@ class LiveActivity:
             )
             position = attrs.evolve(lane.read()[1], step=step, step_name=name, note=note)
             check(new, position)
+            stepped = step != lane.position[0]
             lane.seq += 1
             lane.state = new
             lane.position = (step, name, note)
             lane.seq += 1
+            if stepped:
+                self._mark(step, name)
         if bar.get("value") is not None:
             self.progress(bar["value"], bar.get("upper_limit"))
         elif bar.get("upper_limit") is not None:
@@ -974,6 +1001,7 @@ def prepare(
     on_cancel: EndLook | None = None,
     settings: Settings | None = None,
     dispatcher: Dispatcher | None = None,
+    eta: bool | Literal["countdown"] = True,
     **options: Any,
 ) -> LiveActivity:
     """Everything ``live_activity()`` checks and builds (``tracked_steps`` checks the same at
@@ -982,6 +1010,14 @@ def prepare(
         raise ArgumentTypeError("settings", "a Settings", settings)
     if dispatcher is not None and not isinstance(dispatcher, Dispatcher):
         raise ArgumentTypeError("dispatcher", "a Dispatcher", dispatcher)
+    mode = eta_mode(eta)
+    if mode is EtaMode.COUNTDOWN:
+        # A countdown is a timer's: the other types have no clock to count down on.
+        if type is not None and str(getattr(type, "value", type)) != ActivityType.TIMER.value:
+            raise ValidationError(
+                "eta", "'countdown' shows a timer: leave out type= or give type='timer'", eta
+            )
+        type = ActivityType.TIMER
     setting_values = {name: options.pop(name, None) for name in SETTING_OPTIONS}
     extras = {name: options.pop(name, None) for name in PAYLOAD_FIELDS}
     for name in options:
@@ -1014,7 +1050,7 @@ def prepare(
     # Checked now, by the rules of every request it may be sent with, so that a bad argument
     # fails here, at the call that made it, and never in the background.
     check(state, position)
-    return LiveActivity(state, position, settings=resolved, dispatcher=dispatcher)
+    return LiveActivity(state, position, settings=resolved, dispatcher=dispatcher, eta=mode)
 
 
 _OPTION_NAMES = frozenset(
@@ -1030,6 +1066,7 @@ _OPTION_NAMES = frozenset(
         "on_cancel",
         "settings",
         "dispatcher",
+        "eta",
     }
 )
 
@@ -1064,6 +1101,7 @@ def live_activity(
     api_key: str | None = None,
     base_url: str | None = None,
     preview: bool | None = None,
+    eta: bool | Literal["countdown"] = True,
     settings: Settings | None = None,
     dispatcher: Dispatcher | None = None,
     **fields: Any,
@@ -1081,6 +1119,11 @@ def live_activity(
     ``stream_key`` and ``steps``) says that this process runs one step of a pipeline spread
     over processes: it begins at that step, and on success hands the stream on to the next
     process instead of ending it; the last step ends it, and a failing step ends it as failed.
+
+    ``eta`` adds the time left to the subtitle: from the rate of an activity with a total
+    ("~4 min left"), and from the job's past runs ("usually 12 min · ~5 min left");
+    ``eta=False`` leaves it out, ``eta="countdown"`` shows a timer counting down to the end
+    the past runs expect (counting up on a first run).
 
     Settings given here (``strict``, ``flush_timeout``, ...) win over ``settings=``, which wins
     over ``configure()`` and the environment. ``dispatcher`` hands in the sender to use (tests
@@ -1105,6 +1148,7 @@ def live_activity(
         on_cancel=on_cancel,
         settings=settings,
         dispatcher=dispatcher,
+        eta=eta,
         subtitle=subtitle,
         color=color,
         step_color=step_color,

@@ -67,6 +67,7 @@ ENV_REQUESTS_PER_MINUTE = "ACTIVITYSMITH_TRACK_REQUESTS_PER_MINUTE"
 ENV_SIGNALS = "ACTIVITYSMITH_TRACK_SIGNALS"
 ENV_LEDGER = "ACTIVITYSMITH_TRACK_LEDGER"
 ENV_STATE_DIR = "ACTIVITYSMITH_TRACK_STATE_DIR"
+ENV_HISTORY = "ACTIVITYSMITH_TRACK_HISTORY"
 
 
 def _positive(name: str) -> Any:
@@ -148,6 +149,8 @@ class Settings:
     # defaults to the user's state directory (see _store.state_dir).
     ledger: bool = attrs.field(default=True, validator=_flag("ledger"))
     state_dir: str | None = attrs.field(default=None, validator=_optional_text("state_dir"))
+    # The local run history behind ETAs from past runs (see _history): on unless turned off.
+    history: bool = attrs.field(default=True, validator=_flag("history"))
 
     @property
     def is_local(self) -> bool:
@@ -260,6 +263,7 @@ _ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     (ENV_SIGNALS, "signals", _env_flag),
     (ENV_LEDGER, "ledger", _env_flag),
     (ENV_STATE_DIR, "state_dir", _env_text),
+    (ENV_HISTORY, "history", _env_flag),
 )
 ENV_NAMES = frozenset(name for name, _field, _read in _ENV)
 _ENV_PREFIX = "ACTIVITYSMITH_"

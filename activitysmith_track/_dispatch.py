@@ -44,6 +44,8 @@ from activitysmith_track._errors import (
     StartOutcomeUnknownError,
     TransportError,
 )
+from activitysmith_track._eta import Mark
+from activitysmith_track._history import RunWatch
 from activitysmith_track._model import Operation, Payload
 from activitysmith_track._render import final, render
 from activitysmith_track._retry import RetryPlan, RetryPolicy, build_retrying, is_retryable
@@ -232,6 +234,7 @@ class Lane:
         "dirty",
         "dirty_since",
         "dispatcher",
+        "end_delivered",
         "end_requested",
         "errors",
         "flush_timeout",
@@ -243,6 +246,7 @@ class Lane:
         "last_operation",
         "last_sent",
         "logged",
+        "marks",
         "percent",
         "phase",
         "pid",
@@ -260,6 +264,7 @@ class Lane:
         "timeout",
         "urgent",
         "waiters",
+        "watch",
     )
 
     def __init__(self, state: ActivityState, position: Position) -> None:
@@ -275,6 +280,11 @@ class Lane:
         self.tally = Tally()
         self.seq = 0  # odd while the handle writes several fields together
         self.dirty = True
+        # When each step began (the handle appends under its lock; bounded by _history.KEEP_MARKS):
+        # the ETA's time in the current step, and the run's step durations for the history.
+        self.marks: list[Mark] = []
+        # The ETA and run history of this activity (set by the handle; used by the sender).
+        self.watch: RunWatch | None = None
         # -- the sender's
         self.dispatcher: Dispatcher | None = None
         self.pid = os.getpid()
@@ -288,6 +298,7 @@ class Lane:
         self.waiters = 0
         self.activity_id: str | None = None
         self.last_sent: Payload | None = None
+        self.end_delivered = False  # the end (or hand-on) reached the server
         self.last_operation: str | None = None
         self.errors: list[ActivitySmithTrackError] = []
         self.last_error: ActivitySmithTrackError | None = None  # of any attempt, even retried
@@ -559,14 +570,20 @@ class Dispatcher:
             return lane.job is None
         return lane.phase is Phase.LIVE and not lane.dirty and lane.job is None
 
-    def flush(self, timeout: float) -> int:
-        """Wait until every ended lane was delivered; return how many are still pending.
+    def flush(self, timeout: float, *, exiting: bool = True) -> int:
+        """Wait until every ended lane was delivered; return how many ends were not: still
+        on their way, or given up meanwhile.
 
-        Used at exit: requests and retry waits are bounded by this one deadline.
+        ``exiting`` (at exit, or on a stopping signal): requests and retry waits are bounded by
+        this one deadline, since nothing happens after it. Otherwise (``flush()`` while the
+        process goes on) it only waits: what is still on its way when it returns goes on in
+        the background with its own timeouts.
         """
         deadline = self.clock() + timeout
         with self._cond:
-            self._shutdown_at = deadline
+            if exiting:
+                self._shutdown_at = deadline
+            watched = [lane for lane in self._lanes if self._ending(lane)]
             self._wake_locked()
         try:
             if self._needs_inline():
@@ -576,16 +593,25 @@ class Dispatcher:
                     pending = [
                         lane
                         for lane in self._lanes
-                        if (lane.end_requested or lane.abandoned_at is not None)
-                        and not self._settled(lane)
+                        if self._ending(lane) and not self._settled(lane)
                     ]
                     remaining = deadline - self.clock()
                     if not pending or remaining <= 0:
-                        return len(pending)
+                        lost = [
+                            lane
+                            for lane in watched
+                            if lane.phase is Phase.DONE and not lane.end_delivered
+                        ]
+                        return len(pending) + len(lost)
                     self._cond.wait(remaining)
         finally:
-            with self._cond:
-                self._shutdown_at = None
+            if exiting:
+                with self._cond:
+                    self._shutdown_at = None
+
+    @staticmethod
+    def _ending(lane: Lane) -> bool:
+        return lane.end_requested or lane.abandoned_at is not None
 
     def quiet(self, timeout: float = 5.0) -> bool:
         """Wait until no request is on the wire and none is due now; False on timeout.
@@ -843,14 +869,18 @@ class Dispatcher:
         """What ``job`` sends now, rendered from the lane's newest state on this thread, and
         the job it goes out as (an end of a pipeline step goes out as a hand-on)."""
         state, position = lane.read()
+        watch = lane.watch
         if job is not Job.END:
             # A start is always the running state, even when the end is already queued
-            # behind it: the end follows with the final one.
-            return render(state, position, self.clock()), job
+            # behind it: the end follows with the final one. The ETA is worked out here, on
+            # the sender, only for a payload about to go out: it never makes a request.
+            now = self.clock()
+            eta = watch.view(state, position, now, lane.marks) if watch is not None else None
+            return render(state, position, now, eta), job
         if state.ending is None:
             at = lane.abandoned_at if lane.abandoned_at is not None else self.clock()
             state = abandoned(state, at, lane.stopped_by)
-        return final(state, position), state.end_job()
+        return final(state, position, watch.last if watch is not None else None), state.end_job()
 
     def _execute(self, lane: Lane, job: Job) -> None:
         inflight = lane.inflight
@@ -862,6 +892,7 @@ class Dispatcher:
             if effective is Job.HAND_ON and payload == lane.last_sent:
                 # The stream already shows this very state, and the next process continues
                 # it as it is: handing it on needs no request.
+                self._record_run(lane, job)
                 self._handed_on_as_it_is(lane, payload)
                 return
             if job is Job.START and lane.state.target.stream_key is not None:
@@ -870,9 +901,23 @@ class Dispatcher:
                 self._observe("starting", lane, payload, None)
             result = self._send(lane, effective, payload, inflight)
         except Exception as exc:  # the sender must survive anything
+            self._record_run(lane, job)
             self._failed_job(lane, job, inflight, exc)
             return
+        self._record_run(lane, job)
         self._done_job(lane, inflight, (job, effective, payload, result))
+
+    @staticmethod
+    def _record_run(lane: Lane, job: Job) -> None:
+        """Once the end went out (or was tried), note a successful run in the history.
+
+        After the request, so the end is never held back by the store; before the lane is
+        settled, so a process that exits right after its block still records its run.
+        Outside the dispatcher's lock (a write may wait for another process's).
+        """
+        watch = lane.watch
+        if job is Job.END and watch is not None:
+            watch.finish(lane.state, lane.marks)
 
     def _send(self, lane: Lane, job: Job, payload: Payload, inflight: Inflight | None) -> Result:
         from activitysmith_track._client import request_for
@@ -929,6 +974,7 @@ class Dispatcher:
                         lane.activity_id = result.activity_id
                     self._observe("started", lane, payload, result)
                 elif job is Job.END:
+                    lane.end_delivered = True
                     self._observe("ended", lane, payload, result)
                     self._finish(lane)
                 else:
@@ -940,6 +986,7 @@ class Dispatcher:
         with self._cond:
             self._release(lane)
             lane.plan = None
+            lane.end_delivered = True  # the stream already shows it
             self._observe("ended", lane, payload, None)
             self._finish(lane)
             self._wake_locked()
@@ -1160,16 +1207,16 @@ def dispatchers() -> list[Dispatcher]:
     return [d for d in list(_dispatchers.values()) if d.owned_by(pid)]
 
 
-def shutdown_all(timeout: float | None = None) -> int:
+def shutdown_all(timeout: float | None = None, *, exiting: bool = True) -> int:
     """Deliver every pending end within one bound (the longest flush_timeout among them);
-    return how many could not be delivered."""
+    return how many could not be delivered. ``exiting``: see :meth:`Dispatcher.flush`."""
     every = dispatchers()
     longest = max((d.exit_timeout() for d in every), default=0.0)
     bound = longest if timeout is None else timeout
     deadline = time.monotonic() + bound
     left = 0
     for dispatcher in every:
-        left += dispatcher.flush(max(0.0, deadline - time.monotonic()))
+        left += dispatcher.flush(max(0.0, deadline - time.monotonic()), exiting=exiting)
     return left
 
 

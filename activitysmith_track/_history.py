@@ -267,8 +267,7 @@ class History:
     def for_settings(cls, settings: Settings) -> History | None:
         """The history ``settings`` use, or ``None`` when it is off (``history=False``,
         ``ACTIVITYSMITH_TRACK_HISTORY=0``) or tracking is disabled."""
-        # ``history`` is a setting once the settings carry it; until then it is on.
-        if settings.disabled or not getattr(settings, "history", True):
+        if settings.disabled or not settings.history:
             return None
         from activitysmith_track._store import state_dir
 

@@ -239,7 +239,8 @@ def flush(timeout: float | None = None) -> bool:
         from activitysmith_track._checks import check_seconds
 
         timeout = check_seconds("timeout", timeout)
-    return shutdown_all(timeout) == 0
+    # Not an exit: what is still on its way when this returns goes on in the background.
+    return shutdown_all(timeout, exiting=False) == 0
 
 
 # -- the ledger of open activities ----------------------------------------------------------------

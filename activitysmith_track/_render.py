@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from activitysmith_track._checks import MAX_TEXT, clean_text
+from activitysmith_track._eta import EtaView
 from activitysmith_track._model import ActivityType, Payload
 from activitysmith_track._state import (
     PAYLOAD_FIELDS,
@@ -100,7 +101,7 @@ def _count_text(state: ActivityState, count: float) -> str:
     return f"{format_count(count)}/{format_count(total)}"
 
 
-def _subtitle(state: ActivityState, position: Position) -> str | None:
+def _subtitle(state: ActivityState, position: Position, eta: str | None = None) -> str | None:
     name = position.step_name
     if name is None:
         name = state.base.content_state.subtitle
@@ -111,9 +112,14 @@ def _subtitle(state: ActivityState, position: Position) -> str | None:
     # A progress bar with a total shows the count itself; anything else shows it as text.
     if count is not None and not (state.kind is ActivityType.PROGRESS and state.total is not None):
         parts.append(_count_text(state, count))
+    if eta is None:
+        return trim(" · ".join(parts), MAX_TEXT) if parts else None
     if not parts:
-        return None
-    return trim(" · ".join(parts), MAX_TEXT)
+        return eta
+    # The ETA goes last and must stay on the lock screen: what comes before it is cut to
+    # leave it room within the subtitle's visible width.
+    room = max(1, SUBTITLE_LIMIT - len(eta) - 3)
+    return f"{trim(' · '.join(parts), room)} · {eta}"
 
 
 def _countdown_seconds(left: float) -> float:
@@ -121,11 +127,21 @@ def _countdown_seconds(left: float) -> float:
     return max(1.0, round(left, 1))
 
 
-def _live_fields(state: ActivityState, position: Position, now: float) -> dict[str, Any]:
-    """The content-state fields that follow from the position and the clock."""
+def _live_fields(
+    state: ActivityState, position: Position, now: float, eta: EtaView | None = None
+) -> dict[str, Any]:
+    """The content-state fields that follow from the position, the clock and the ETA."""
     kind = state.kind
-    changes: dict[str, Any] = {"subtitle": _subtitle(state, position)}
-    if kind is ActivityType.SEGMENTED_PROGRESS:
+    changes: dict[str, Any] = {
+        "subtitle": _subtitle(state, position, eta.text if eta is not None else None)
+    }
+    if kind is ActivityType.TIMER and eta is not None and eta.countdown_until is not None:
+        # eta="countdown" with a history: count down to the expected end (every request
+        # carries the seconds left, as for any countdown).
+        changes["duration_seconds"] = _countdown_seconds(eta.countdown_until - now)
+        changes["counts_down"] = True
+        changes["is_running"] = True
+    elif kind is ActivityType.SEGMENTED_PROGRESS:
         changes["number_of_steps"] = _shown_steps(state, position)
         changes["current_step"] = position.step
     elif kind is ActivityType.PROGRESS:
@@ -153,9 +169,13 @@ def _payload(state: ActivityState, content: dict[str, Any], extras: dict[str, An
     return attrs.evolve(base, content_state=content_state, **extras)
 
 
-def render(state: ActivityState, position: Position, now: float) -> Payload:
-    """What the lock screen should show at ``now`` (monotonic) while the activity runs."""
-    return _payload(state, _live_fields(state, position, now), {})
+def render(
+    state: ActivityState, position: Position, now: float, eta: EtaView | None = None
+) -> Payload:
+    """What the lock screen should show at ``now`` (monotonic) while the activity runs;
+    ``eta`` adds the time left to the subtitle (and a countdown's window), as the sender's
+    foresight says (see :mod:`activitysmith_track._eta`)."""
+    return _payload(state, _live_fields(state, position, now, eta), {})
 
 
 def where(state: ActivityState, position: Position, now: float) -> str:
@@ -180,17 +200,20 @@ def where(state: ActivityState, position: Position, now: float) -> str:
     return f"after {format_elapsed(now - started)}"
 
 
-def final(state: ActivityState, position: Position) -> Payload:
+def final(state: ActivityState, position: Position, eta: EtaView | None = None) -> Payload:
     """The final payload of an ended state (``state.ending`` says how it ended).
 
     A hand-on sends the state as it is, with the fields ``end()`` was given. Otherwise the
     outcome's look applies: a success shows every step complete (or 100 %), a timer stops at
     the time the job ended, the subtitle follows the look's template, and the fields given to
-    ``end()`` win over all of it.
+    ``end()`` win over all of it. ``eta`` is the last one sent: a countdown from the history
+    stops at the time that was left (its text is not part of a final state).
     """
     ending = state.ending
     assert ending is not None
-    content = _live_fields(state, position, ending.at)
+    if eta is not None:
+        eta = attrs.evolve(eta, text=None)
+    content = _live_fields(state, position, ending.at, eta)
     extras: dict[str, Any] = {}
     if not ending.hand_on:
         _apply_look(state, position, ending, content)

@@ -46,6 +46,7 @@ __all__ = ["FakeClock", "emulator_fixture", "rendered", "running_emulator"]
 
 _ENV_BASE_URL = "ACTIVITYSMITH_BASE_URL"
 _ENV_API_KEY = "ACTIVITYSMITH_API_KEY"
+_ENV_HISTORY = "ACTIVITYSMITH_TRACK_HISTORY"
 _TEST_KEY = "ask_test_emulator"
 
 
@@ -60,15 +61,18 @@ def running_emulator(
     (``max_live_activities=2``, ``requests_per_minute=None``, ``api_key=...``). With
     ``set_env`` (the default) ``ACTIVITYSMITH_BASE_URL`` points at the emulator and
     ``ACTIVITYSMITH_API_KEY`` is set to the emulator's key (a dummy one when it takes any),
-    both restored afterwards.
+    and the run history is off (``ACTIVITYSMITH_TRACK_HISTORY=0``, unless already set) so
+    that a test sees the same texts however often it ran before; all restored afterwards.
     """
     with Emulator(fast=fast, **options) as emu:
         if not set_env:
             yield emu
             return
-        saved = {name: os.environ.get(name) for name in (_ENV_BASE_URL, _ENV_API_KEY)}
+        names = (_ENV_BASE_URL, _ENV_API_KEY, _ENV_HISTORY)
+        saved = {name: os.environ.get(name) for name in names}
         os.environ[_ENV_BASE_URL] = emu.base_url
         os.environ[_ENV_API_KEY] = emu.api_key or saved[_ENV_API_KEY] or _TEST_KEY
+        os.environ.setdefault(_ENV_HISTORY, "0")
         try:
             yield emu
         finally:

@@ -35,6 +35,9 @@ _CLEARED = (
     "ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE",
     "ACTIVITYSMITH_TRACK_SIGNALS",
 )
+# Every test starts without run history (a test about it turns it on): the same job run by
+# many tests would otherwise change what later tests see in their subtitles.
+_SET = {"ACTIVITYSMITH_TRACK_HISTORY": "0"}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -53,6 +56,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     during) the next test."""
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
+    for name, value in _SET.items():
+        monkeypatch.setenv(name, value)
     yield
     close_all()
 

@@ -47,9 +47,11 @@ def emu(server: Emulator) -> Emulator:
 
 
 def env_for(emu: Emulator | None, **extra: str) -> dict[str, str]:
-    # Only the private state directory of the test session is kept (see conftest).
+    # Only the private state directory of the test session, and the run history turned off,
+    # are kept (see conftest).
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIVITYSMITH")}
     env["ACTIVITYSMITH_TRACK_STATE_DIR"] = os.environ["ACTIVITYSMITH_TRACK_STATE_DIR"]
+    env["ACTIVITYSMITH_TRACK_HISTORY"] = os.environ["ACTIVITYSMITH_TRACK_HISTORY"]
     env["ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT"] = "5"
     if emu is not None:
         env["ACTIVITYSMITH_BASE_URL"] = emu.base_url

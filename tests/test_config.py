@@ -198,3 +198,17 @@ def test_the_ledger_settings(tmp_path: object) -> None:
     env = {"ACTIVITYSMITH_TRACK_LEDGER": "off", "ACTIVITYSMITH_TRACK_STATE_DIR": "/srv/state"}
     settings = resolve_settings(env=env)
     assert (settings.ledger, settings.state_dir) == (False, "/srv/state")
+
+
+def test_readme_lists_every_environment_variable() -> None:
+    from pathlib import Path
+
+    from activitysmith_track._config import ENV_NAMES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = {
+        line.split("|")[1].strip().strip("`")
+        for line in readme.splitlines()
+        if line.startswith("| `ACTIVITYSMITH_")
+    }
+    assert table == set(ENV_NAMES)

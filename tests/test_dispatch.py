@@ -292,6 +292,27 @@ def test_flush_is_bounded_and_says_what_is_left(emulator: Emulator) -> None:
         dispatcher.close()
 
 
+def test_a_flush_while_the_process_goes_on_gives_up_nothing(emulator: Emulator) -> None:
+    # activitysmith_track.flush() is not an exit: an end still on its way when it returns
+    # keeps its own timeouts and retries, and arrives once the server answers again.
+    import activitysmith_track
+
+    settings = settings_for(emulator, read_timeout=1.0)
+    la = live_activity("Slow end", settings=settings).start()
+    assert la.flush(5)
+    # The first try fails at once, so its retry is planned while flush() waits; the retry
+    # hangs past the flush.
+    emulator.add_faults([Fault.status(503), Fault.hang(3.0)], path="/live-activity/end")
+    la.end()
+    started = time.monotonic()
+    assert activitysmith_track.flush(0.3) is False  # still on its way, and said so
+    assert time.monotonic() - started < 1.0
+    assert la.flush(10)  # the hung try timed out on its own timeout, the next one went through
+    assert paths(emulator).count("end") == 3
+    assert emulator.activity(la.activity_id or "").status == "ended"
+    assert la.errors == []
+
+
 def test_a_long_retry_wait_never_holds_the_exit_flush(emulator: Emulator) -> None:
     settings = settings_for(emulator, retry=RetryPolicy(max_retry_after=60))
     dispatcher = Dispatcher(settings)

@@ -1146,14 +1146,20 @@ def test_console_line_of_refusals_faults_and_notes(api: Api, emu: Emulator) -> N
 
 def test_running_emulator_points_the_environment_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACTIVITYSMITH_BASE_URL", "https://example.invalid/api")
+    monkeypatch.delenv("ACTIVITYSMITH_TRACK_HISTORY", raising=False)
     with running_emulator() as emu:
         assert os.environ["ACTIVITYSMITH_BASE_URL"] == emu.base_url
         key = os.environ["ACTIVITYSMITH_API_KEY"]
         response = requests.get(emu.base_url + "/health", timeout=5)
         assert response.status_code == 200
         assert key
+        assert os.environ["ACTIVITYSMITH_TRACK_HISTORY"] == "0"  # same texts every run
     assert os.environ["ACTIVITYSMITH_BASE_URL"] == "https://example.invalid/api"
     assert "ACTIVITYSMITH_API_KEY" not in os.environ
+    assert "ACTIVITYSMITH_TRACK_HISTORY" not in os.environ
+    monkeypatch.setenv("ACTIVITYSMITH_TRACK_HISTORY", "1")
+    with running_emulator():
+        assert os.environ["ACTIVITYSMITH_TRACK_HISTORY"] == "1"  # asked for: left alone
 
 
 def test_running_emulator_has_production_limits_unless_fast() -> None:

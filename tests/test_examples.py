@@ -18,6 +18,9 @@ def run_example(name: str) -> subprocess.CompletedProcess[str]:
         for k, v in os.environ.items()
         if not k.startswith(("ACTIVITYSMITH_", "PYTEST_", "TQDM_"))  # it starts its own emulator
     }
+    # The session's private state directory, history off (see conftest): never the user's.
+    for kept in ("ACTIVITYSMITH_TRACK_STATE_DIR", "ACTIVITYSMITH_TRACK_HISTORY"):
+        env[kept] = os.environ[kept]
     return subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py")],
         env=env,
@@ -47,6 +50,8 @@ def test_example_runs_against_an_emulator(name: str) -> None:
 
 def test_pipeline_of_processes_shares_one_stream() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACTIVITYSMITH_", "PYTEST_"))}
+    for kept in ("ACTIVITYSMITH_TRACK_STATE_DIR", "ACTIVITYSMITH_TRACK_HISTORY"):
+        env[kept] = os.environ[kept]
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "pipeline_processes.py")],
         env=env,
@@ -83,3 +88,12 @@ def test_logging_example_shows_each_logged_step() -> None:
     for text in ("extracting orders", "transforming 1,200 orders", "loading orders"):
         assert any(text in line for line in shown), (text, done.stdout)
     assert "connection pool warm" not in done.stdout
+
+
+def test_a_job_that_ran_before_tells_when_it_will_finish() -> None:
+    done = run_example("eta")
+    assert done.returncode == 0, done.stderr
+    starts = [line for line in done.stdout.splitlines() if "/live-activity/start" in line]
+    assert "usually" not in starts[0]  # a first run
+    assert "subtitle='extract · usually 10 s · ~10 s left'" in starts[1]
+    assert any("left'" in line for line in done.stdout.splitlines() if "Resize photos" in line)

@@ -15,8 +15,6 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import attrs
 import pytest
@@ -413,10 +411,10 @@ def test_the_history_lives_in_the_state_directory(tmp_path: Path) -> None:
 
 def test_no_history_when_tracking_is_disabled_or_the_history_is_off(tmp_path: Path) -> None:
     assert History.for_settings(resolve_settings({"disabled": True}, env={})) is None
-    # ``history=False`` is a setting once the settings carry it; a value with the field
-    # stands in for it here.
-    off: Any = SimpleNamespace(disabled=False, history=False, state_dir=str(tmp_path))
+    off = resolve_settings({"history": False, "state_dir": str(tmp_path)}, env={})
     assert History.for_settings(off) is None
+    from_env = resolve_settings(env={"ACTIVITYSMITH_TRACK_HISTORY": "0"})
+    assert History.for_settings(from_env) is None
 
 
 # -- the sender's side --------------------------------------------------------------------------
