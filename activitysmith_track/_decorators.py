@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 import wrapt
 
-from activitysmith_track._activity import LiveActivity, _current, _get_ident, prepare
+from activitysmith_track._activity import LiveActivity, _current, prepare
 from activitysmith_track._checks import check_text
 from activitysmith_track._errors import ArgumentTypeError, ValidationError
 from activitysmith_track._model import ActivityType
@@ -357,7 +357,10 @@ def _drive_generator(run: _Run, gen: Generator[Any, Any, Any]) -> Generator[Any,
     lane = activity._lane
     stepping = lane.state.kind is ActivityType.SEGMENTED_PROGRESS
     planned = lane.state.planned_steps
-    owner, mine = activity._owner, activity._mine
+    # An open-ended generator counts its items (what advance() does) in a count cell of its
+    # own: a generator never runs twice at once, whatever thread resumes it, so the cell
+    # needs no lock and no lookup of the thread per item.
+    cell = None if stepping else lane.tally.private()
     yielded = 0
     sent: Any = None
     thrown: BaseException | None = None
@@ -372,14 +375,10 @@ def _drive_generator(run: _Run, gen: Generator[Any, Any, Any]) -> Generator[Any,
                 break
             yielded += 1
             if not activity._ended:  # the generator may have ended it itself
-                if not stepping:
-                    # An open-ended generator counts its items (what advance() does).
+                if cell is not None:
                     if lane.base is None:
                         activity._begin_counting()
-                    if _get_ident() == owner:
-                        mine.n += 1
-                    else:
-                        lane.tally.cell().n += 1
+                    cell.n += 1
                     if not lane.dirty:
                         lane.touch()
                 elif lane.position[0] < yielded:

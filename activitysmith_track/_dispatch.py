@@ -171,12 +171,12 @@ class Tally:
     :class:`Cell`, and the reader sums them. The thread that opened the activity has its cell
     at hand (the handle keeps it), so its ``advance()`` costs an addition."""
 
-    __slots__ = ("_lock", "_others", "mine", "owner")
+    __slots__ = ("_lock", "mine", "others", "owner")
 
     def __init__(self) -> None:
         self.owner = threading.get_ident()
         self.mine = Cell()
-        self._others: dict[int, Cell] = {}
+        self.others: dict[int, Cell] = {}
         self._lock = threading.Lock()
 
     def cell(self) -> Cell:
@@ -184,14 +184,22 @@ class Tally:
         ident = threading.get_ident()
         if ident == self.owner:
             return self.mine
-        cell = self._others.get(ident)
+        cell = self.others.get(ident)
         if cell is None:
             with self._lock:
-                cell = self._others.setdefault(ident, Cell())
+                cell = self.others.setdefault(ident, Cell())
+        return cell
+
+    def private(self) -> Cell:
+        """A cell of its own for a counter that never runs on two threads at once (a
+        generator), whichever thread it runs on."""
+        cell = Cell()
+        with self._lock:
+            self.others[-id(cell)] = cell  # thread idents are never negative
         return cell
 
     def total(self) -> float:
-        others = self._others
+        others = self.others
         if not others:  # one thread counts: the usual case, and on per-item paths
             return self.mine.n
         return self.mine.n + sum(cell.n for cell in list(others.values()))

@@ -71,8 +71,8 @@ KEEP_IDENTITIES = 200
 # A run with more steps than this keeps its duration only (the steps would make its row big,
 # and a job of thousands of steps is estimated well enough by its rate or its total).
 KEEP_STEPS = 200
-# The handle notes when each step began up to this many times (then it overwrites the last
-# note, so the current step's time stays right); a run that reached it records its total only.
+# The handle notes when each step began up to this many times, then stops (a step past it
+# costs a comparison, not a clock reading); a run that reached it records its total only.
 KEEP_MARKS = 1000
 # A store that answers "locked" at once (several processes opening a new file together, one
 # of them switching it to WAL: SQLite does not wait its busy timeout then) is tried again
@@ -476,7 +476,7 @@ class RunWatch:
                 complete=complete,
             )
             if len(marks) >= KEEP_MARKS:
-                run = Run(total=run.total)  # the notes of the steps were overwritten
+                run = Run(total=run.total)  # the steps past the bound were not timed
             if not complete and not run.steps:
                 return False  # a part without steps says nothing
             return self._history.record(self._identity, run)
