@@ -36,8 +36,6 @@ from activitysmith_track._errors import (
     UsageError,
     ValidationError,
 )
-from activitysmith_track._eta import EtaMode, eta_mode
-from activitysmith_track._history import KEEP_MARKS, History, RunWatch, identity_of
 from activitysmith_track._model import (
     Action,
     ActivityType,
@@ -50,6 +48,9 @@ from activitysmith_track._model import (
 from activitysmith_track._render import check, describe_error, render
 from activitysmith_track._state import (
     CONTENT_FIELDS,
+    ETA_COUNTDOWN,
+    ETA_TEXT,
+    KEEP_MARKS,
     PAYLOAD_FIELDS,
     ActivityState,
     Countdown,
@@ -58,6 +59,7 @@ from activitysmith_track._state import (
     Looks,
     Outcome,
     Position,
+    eta_choice,
     metrics_from,
     plan,
 )
@@ -114,19 +116,15 @@ class LiveActivity:
         *,
         settings: Settings,
         dispatcher: Dispatcher | None = None,
-        eta: EtaMode | None = EtaMode.TEXT,
+        eta: str | None = ETA_TEXT,
     ) -> None:
         position = position or Position()
         lane = Lane(state, position)
         if not settings.disabled:
-            # The sender's side of the ETA and the run history: nothing is read until the
-            # sender renders the start (no I/O here, on the user's thread).
-            lane.watch = RunWatch(
-                mode=eta,
-                history=History.for_settings(settings),
-                identity=identity_of(state, local=settings.is_local),
-                first=position,
-            )
+            # The sender's side of the ETA and the run history: built by the sender when it
+            # renders the start (no I/O and no import of it here, on the user's thread).
+            lane.timed = True
+            lane.watch_plan = (eta, settings, state, position)
         self._lane = lane
         self._lock = threading.Lock()
         self._settings = settings
@@ -695,7 +693,7 @@ class LiveActivity:
             # this path a fifth. Bounded: a run of more than KEEP_MARKS steps keeps only its
             # total in the history, so the steps past the bound are not timed (and cost a
             # comparison instead of a clock reading).
-            if lane.watch is not None:
+            if lane.timed:
                 marks = lane.marks
                 if len(marks) < KEEP_MARKS:
                     marks.append((self._clock(), step, name))
@@ -708,7 +706,7 @@ class LiveActivity:
         """Note when a step began, for the ETA and the run history (with the lock held; as
         in ``step()``, bounded)."""
         lane = self._lane
-        if lane.watch is not None and len(lane.marks) < KEEP_MARKS:
+        if lane.timed and len(lane.marks) < KEEP_MARKS:
             lane.marks.append((self._clock(), step, name))
 
     def _note(self, note: str | None) -> None:
@@ -1029,8 +1027,8 @@ def prepare(
         raise ArgumentTypeError("settings", "a Settings", settings)
     if dispatcher is not None and not isinstance(dispatcher, Dispatcher):
         raise ArgumentTypeError("dispatcher", "a Dispatcher", dispatcher)
-    mode = eta_mode(eta)
-    if mode is EtaMode.COUNTDOWN:
+    mode = eta_choice(eta)
+    if mode == ETA_COUNTDOWN:
         # A countdown is a timer's: the other types have no clock to count down on.
         if type is not None and str(getattr(type, "value", type)) != ActivityType.TIMER.value:
             raise ValidationError(

@@ -44,8 +44,6 @@ from activitysmith_track._errors import (
     StartOutcomeUnknownError,
     TransportError,
 )
-from activitysmith_track._eta import Mark
-from activitysmith_track._history import RunWatch
 from activitysmith_track._model import Operation, Payload
 from activitysmith_track._render import final, render
 from activitysmith_track._retry import RetryPlan, RetryPolicy, build_retrying, is_retryable
@@ -74,6 +72,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from activitysmith_track._client import Inflight, Result, Wire
+    from activitysmith_track._eta import Mark
+    from activitysmith_track._history import RunWatch
 
 # The HTTP side (_client: requests, urllib3) is imported by the sender threads when they first
 # send, never on the user's thread when an activity is created.
@@ -269,10 +269,12 @@ class Lane:
         "stopped_by",
         "tally",
         "ticket",
+        "timed",
         "timeout",
         "urgent",
         "waiters",
         "watch",
+        "watch_plan",
     )
 
     def __init__(self, state: ActivityState, position: Position) -> None:
@@ -291,7 +293,12 @@ class Lane:
         # When each step began (the handle appends under its lock; bounded by _history.KEEP_MARKS):
         # the ETA's time in the current step, and the run's step durations for the history.
         self.marks: list[Mark] = []
-        # The ETA and run history of this activity (set by the handle; used by the sender).
+        # The ETA and run history of this activity: the handle leaves what the sender needs to
+        # build its watch (the eta= mode, the settings, the opening state and position), and
+        # sets ``timed`` so that steps are timed; the sender builds the watch when it first
+        # renders (importing the ETA and history code there, not with the package).
+        self.timed = False
+        self.watch_plan: tuple[str | None, Settings, ActivityState, Position] | None = None
         self.watch: RunWatch | None = None
         # -- the sender's
         self.dispatcher: Dispatcher | None = None
@@ -877,7 +884,7 @@ class Dispatcher:
         """What ``job`` sends now, rendered from the lane's newest state on this thread, and
         the job it goes out as (an end of a pipeline step goes out as a hand-on)."""
         state, position = lane.read()
-        watch = lane.watch
+        watch = lane.watch if lane.watch_plan is None else self._watch_for(lane)
         if job is not Job.END:
             # A start is always the running state, even when the end is already queued
             # behind it: the end follows with the final one. The ETA is worked out here, on
@@ -916,6 +923,27 @@ class Dispatcher:
         self._done_job(lane, inflight, (job, effective, payload, result))
 
     @staticmethod
+    def _watch_for(lane: Lane) -> RunWatch | None:
+        """The lane's watch, built on first use (on the sender thread)."""
+        plan, lane.watch_plan = lane.watch_plan, None
+        if plan is None:
+            return lane.watch
+        from activitysmith_track._eta import EtaMode
+        from activitysmith_track._history import History, RunWatch, identity_of
+
+        mode, settings, opened, first = plan
+        try:
+            lane.watch = RunWatch(
+                mode=EtaMode(mode) if mode is not None else None,
+                history=History.for_settings(settings),
+                identity=identity_of(opened, local=settings.is_local),
+                first=first,
+            )
+        except Exception:  # an ETA must never stop delivery
+            logger.debug("no ETA or history for %r", lane.label, exc_info=True)
+        return lane.watch
+
+    @staticmethod
     def _record_run(lane: Lane, job: Job) -> None:
         """Once the end went out (or was tried), note a successful run in the history.
 
@@ -923,7 +951,7 @@ class Dispatcher:
         settled, so a process that exits right after its block still records its run.
         Outside the dispatcher's lock (a write may wait for another process's).
         """
-        watch = lane.watch
+        watch = lane.watch if lane.watch_plan is None else Dispatcher._watch_for(lane)
         if job is Job.END and watch is not None:
             watch.finish(lane.state, lane.marks)
 

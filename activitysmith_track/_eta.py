@@ -33,9 +33,9 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from activitysmith_track._errors import ArgumentTypeError, ValidationError
+from activitysmith_track._errors import ValidationError
 from activitysmith_track._model import ActivityType
-from activitysmith_track._state import ActivityState, Position
+from activitysmith_track._state import ActivityState, Position, eta_choice
 
 __all__ = [
     "LATE_FACTOR",
@@ -122,17 +122,8 @@ class EtaMode(enum.Enum):
 def eta_mode(value: object) -> EtaMode | None:
     """The mode an ``eta=`` argument asks for: ``True`` the text, ``False`` nothing,
     ``"countdown"`` a countdown timer. Anything else is refused, naming the choices."""
-    if value is True:
-        return EtaMode.TEXT
-    if value is False or value is None:
-        return None
-    if isinstance(value, EtaMode):
-        return value
-    if isinstance(value, str):
-        if value == EtaMode.COUNTDOWN.value:
-            return EtaMode.COUNTDOWN
-        raise ValidationError("eta", "must be True, False or 'countdown'", value)
-    raise ArgumentTypeError("eta", "True, False or 'countdown'", value)
+    choice = eta_choice(value)
+    return EtaMode(choice) if choice is not None else None
 
 
 # -- the rate ---------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from activitysmith_track._eta import (
     expectation_from,
     run_from_marks,
 )
-from activitysmith_track._state import ActivityState, Outcome, Position
+from activitysmith_track._state import KEEP_MARKS, ActivityState, Outcome, Position
 
 if TYPE_CHECKING:
     import sqlite3
@@ -71,9 +71,6 @@ KEEP_IDENTITIES = 200
 # A run with more steps than this keeps its duration only (the steps would make its row big,
 # and a job of thousands of steps is estimated well enough by its rate or its total).
 KEEP_STEPS = 200
-# The handle notes when each step began up to this many times, then stops (a step past it
-# costs a comparison, not a clock reading); a run that reached it records its total only.
-KEEP_MARKS = 1000
 # A store that answers "locked" at once (several processes opening a new file together, one
 # of them switching it to WAL: SQLite does not wait its busy timeout then) is tried again
 # after these pauses; a write waiting for another process's waits the busy timeout instead.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import enum
-import hashlib
 import json
 import numbers
 import re
@@ -991,6 +990,8 @@ def stream_key_from(text: str) -> str:
     """
     if not isinstance(text, str):
         raise ArgumentTypeError("text", "a str", text)
+    import hashlib  # here: only a derived stream key needs it
+
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
     # Not in the contract: accents are folded first ("Café" -> "cafe") so names in other
     # languages keep their letters rather than turning into dashes.

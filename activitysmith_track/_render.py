@@ -9,13 +9,15 @@ state may later be sent as is valid for its request, so nothing is refused in th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from activitysmith_track._checks import MAX_TEXT, clean_text
-from activitysmith_track._eta import EtaView
 from activitysmith_track._model import ActivityType, Payload
+
+if TYPE_CHECKING:  # the ETA is worked out on the sender; rendering only reads its view
+    from activitysmith_track._eta import EtaView
 from activitysmith_track._state import (
     PAYLOAD_FIELDS,
     ActivityState,

@@ -42,6 +42,9 @@ from activitysmith_track._model import (
 
 __all__ = [
     "CONTENT_FIELDS",
+    "ETA_COUNTDOWN",
+    "ETA_TEXT",
+    "KEEP_MARKS",
     "PAYLOAD_FIELDS",
     "ActivityState",
     "Countdown",
@@ -52,6 +55,7 @@ __all__ = [
     "Outcome",
     "Position",
     "Target",
+    "eta_choice",
     "operation",
     "plan",
 ]
@@ -59,6 +63,33 @@ __all__ = [
 # The content-state fields by their API names, and what a request carries besides them.
 CONTENT_FIELDS = frozenset(a.name for a in attrs.fields(ContentState))
 PAYLOAD_FIELDS = frozenset({"action", "secondary_action", "channels", "tags", "metadata", "alert"})
+
+
+# The eta= choices (``_eta.EtaMode`` has the same values; the handle keeps the plain text so
+# that the ETA code is imported only by the sender that works it out).
+ETA_TEXT = "text"  # eta=True: "~4 min left" after the step name
+ETA_COUNTDOWN = "countdown"  # eta="countdown": a timer counting down to the expected end
+
+# The handle times this many steps of a run (when each began, for the ETA and the history),
+# then stops: a step past it costs a comparison, not a clock reading. A run that reached it
+# records its total only.
+KEEP_MARKS = 1000
+
+
+def eta_choice(value: object) -> str | None:
+    """The mode an ``eta=`` argument asks for: ``True`` the text, ``False`` nothing,
+    ``"countdown"`` a countdown timer. Anything else is refused, naming the choices."""
+    if value is True:
+        return ETA_TEXT
+    if value is False or value is None:
+        return None
+    if isinstance(value, str):
+        if value == ETA_COUNTDOWN:
+            return ETA_COUNTDOWN
+        raise ValidationError("eta", "must be True, False or 'countdown'", value)
+    if isinstance(value, enum.Enum) and value.value in (ETA_TEXT, ETA_COUNTDOWN):
+        return str(value.value)  # an _eta.EtaMode
+    raise ArgumentTypeError("eta", "True, False or 'countdown'", value)
 
 
 class Outcome(enum.Enum):
