@@ -231,9 +231,11 @@ def parse_flag(text: str) -> bool:
 
 def parse_number(text: str, what: str = "value") -> int | float:
     """A finite decimal number; whole numbers stay ints (``"5"`` is 5, not 5.0)."""
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit():  # the usual case (a count), without re
+        return int(stripped)
     import re
 
-    stripped = text.strip()
     if re.fullmatch(_NUMBER, stripped) is None:
         raise ValueError(f"{what} {text!r} is not a number")
     value = float(stripped)

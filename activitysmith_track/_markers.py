@@ -126,12 +126,20 @@ class MarkerParser:
 class ProgressValue:
     """A parsed ``::progress::`` value: ``done`` of ``total``, or ``done`` percent."""
 
-    __slots__ = ("done", "percent", "total")
+    __slots__ = ("_text", "done", "percent", "total")
 
-    def __init__(self, done: float, total: float | None = None, *, percent: bool = False) -> None:
+    def __init__(
+        self,
+        done: float,
+        total: float | None = None,
+        *,
+        percent: bool = False,
+        text: str | None = None,
+    ) -> None:
         self.done = done
         self.total = total
         self.percent = percent
+        self._text = text  # how the command wrote it, when that is how it reads
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProgressValue):
@@ -145,12 +153,22 @@ class ProgressValue:
         return f"ProgressValue({self.done!r}, {self.total!r}, percent={self.percent!r})"
 
     def shown(self) -> str:
-        """How it reads in a subtitle: ``40%``, ``40/100`` or ``40``."""
+        """How it reads in a subtitle: ``40%``, ``40/100``, ``1500000/2000000`` or ``40``."""
+        if self._text is not None:
+            return self._text
+        done = _count_text(self.done)
         if self.percent:
-            return f"{self.done:g}%"
+            return f"{done}%"
         if self.total is not None:
-            return f"{self.done:g}/{self.total:g}"
-        return f"{self.done:g}"
+            return f"{done}/{_count_text(self.total)}"
+        return done
+
+
+def _count_text(value: float) -> str:
+    # Whole numbers in full (never 1.5e+06), others in short.
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}"
 
 
 def _number(text: str, what: str) -> float:
@@ -163,6 +181,13 @@ def _number(text: str, what: str) -> float:
 def parse_progress(text: str) -> ProgressValue:
     """Parse ``40/100``, ``40%`` or ``40``; ``ValueError`` says what is wrong."""
     text = text.strip()
+    done, slash, total = text.partition("/")
+    # The usual marker, whole counts (``::progress:: 120/5000``), read without the general
+    # number parser: a command may print one per item.
+    if slash and done.isdigit() and total.isdigit() and done.isascii() and total.isascii():
+        upper = float(total)
+        if upper > 0:
+            return ProgressValue(float(done), upper, text=text)  # digits only: as written
     if not text:
         raise ValueError("::progress:: needs a value like 40/100, 40% or 40")
     if text.endswith("%"):

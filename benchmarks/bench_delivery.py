@@ -2,7 +2,7 @@
 hostile answers, a job against a slow server, and the exit.
 
 Run with ``python benchmarks/bench_delivery.py`` (about four minutes) or ``--quick`` (about a
-minute and a half); ``--only 1,7`` runs some sections. Sections 1-4 are issue 12's list, and 7
+minute and a half); ``--only 1,7`` runs some sections. Sections 1-4 are the delivery targets, and 7
 its storms: each run is a fresh process that uses the library while this process hosts the
 emulator and counts, on it, what arrived (so the emulator's work never competes with the
 library's threads for one GIL, and each figure starts from a clean process). Sections 5-6 run

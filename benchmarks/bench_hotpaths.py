@@ -5,7 +5,7 @@ Every case runs in this one process, interleaved round by round with the garbage
 on, inside live activities whose lanes are attached to a fast-mode emulator running in
 another process, as a real job's would be (the senders wake and send meanwhile). Prints the
 median cost per call with its spread, each case's ratio to tqdm ``update(1)`` measured in the
-same rounds, and PASS/MISS per target of issue 15. See ``benchmarks/README.md``.
+same rounds, and PASS/MISS per target. See ``benchmarks/README.md``.
 
 These are figures, not tests: the exit status is 0 even when a target is missed.
 """
@@ -29,7 +29,7 @@ import tqdm  # noqa: E402
 
 from activitysmith_track import configure, live_activity, tracked_steps  # noqa: E402
 
-# Targets (issue 15): every per-item call at or below tqdm's update(1); step() at most 2x.
+# Targets: every per-item call at or below tqdm's update(1); step() at most 2x.
 PER_ITEM_TARGET = 1.0
 STEP_TARGET = 2.0
 

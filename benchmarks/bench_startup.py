@@ -4,7 +4,7 @@ activities leave behind.
 Run with ``python benchmarks/bench_startup.py`` (about two minutes) or ``--quick`` (about 40 s).
 Every figure comes from fresh processes, run interleaved with their baseline (A, B, A, B...),
 so that a change in the machine's load hits both. Prints medians with their spread and
-PASS/MISS per target of issue 15. See ``benchmarks/README.md``.
+PASS/MISS per target. See ``benchmarks/README.md``.
 
 These are figures, not tests: the exit status is 0 even when a target is missed.
 """
