@@ -52,7 +52,9 @@ def _logger() -> logging.Logger:
     return logging.getLogger("activitysmith_track")
 
 
-DEFAULT_PATTERN = r"^\s*::(?P<kind>step|progress|metric)::(?:\s+(?P<value>.*?))?\s*$"
+# The value runs to the end of the line (greedy, so no backtracking per character); its
+# surrounding blanks are stripped after the match.
+DEFAULT_PATTERN = r"^\s*::(?P<kind>step|progress|metric)::(?:\s+(?P<value>.*))?$"
 
 # The API shows at most this many metrics; a marker adding a ninth is ignored.
 _MAX_METRICS = 8
@@ -64,6 +66,9 @@ class MarkerKind(enum.Enum):
     STEP = "step"
     PROGRESS = "progress"
     METRIC = "metric"
+
+
+_KINDS = {kind.value: kind for kind in MarkerKind}
 
 
 class Marker:
@@ -114,11 +119,13 @@ class MarkerParser:
         match = self._pattern.search(line)
         if match is None:
             return None
-        kind = (match.group("kind") or "").strip().lower()
-        try:
-            marker_kind = MarkerKind(kind)
-        except ValueError:
-            return None
+        kind = match.group("kind")
+        marker_kind = _KINDS.get(kind)  # the default pattern's words, as they are
+        if marker_kind is None:
+            try:
+                marker_kind = MarkerKind((kind or "").strip().lower())
+            except ValueError:
+                return None
         value = (match.group("value") or "") if self._has_value else ""
         return Marker(marker_kind, value.strip())
 
