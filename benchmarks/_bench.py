@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from activitysmith_track._config import ENV_NAMES
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MiB = 1024 * 1024
@@ -28,19 +30,9 @@ MiB = 1024 * 1024
 # every figure a figure of the budget (the library applies it to local emulators too).
 REQUESTS_PER_MINUTE = 100_000
 
-# Settings that would change what is measured: the defaults are the point.
-_CLEARED = (
-    "ACTIVITYSMITH_API_KEY",
-    "ACTIVITYSMITH_BASE_URL",
-    "ACTIVITYSMITH_TRACK_DEBOUNCE",
-    "ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT",
-    "ACTIVITYSMITH_TRACK_DISABLED",
-    "ACTIVITYSMITH_TRACK_STRICT",
-    "ACTIVITYSMITH_TRACK_PREVIEW",
-    "ACTIVITYSMITH_TRACK_SHOW_ERROR_MESSAGE",
-    "ACTIVITYSMITH_TRACK_REQUESTS_PER_MINUTE",
-    "ACTIVITYSMITH_TRACK_SIGNALS",
-)
+# Settings that would change what is measured (every variable the library reads): the
+# defaults are the point.
+_CLEARED = sorted(ENV_NAMES)
 
 
 def clean_environment() -> None:

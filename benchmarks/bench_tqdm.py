@@ -24,15 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# Settings that would change what is measured: the defaults are the point.
-for _name in (
-    "ACTIVITYSMITH_BASE_URL",
-    "ACTIVITYSMITH_TRACK_DEBOUNCE",
-    "ACTIVITYSMITH_TRACK_FLUSH_TIMEOUT",
-    "ACTIVITYSMITH_TRACK_DISABLED",
-    "ACTIVITYSMITH_TRACK_STRICT",
-    "ACTIVITYSMITH_TRACK_PREVIEW",
-):
+from activitysmith_track._config import ENV_NAMES
+
+# Settings that would change what is measured (every variable the library reads): the
+# defaults are the point.
+for _name in ENV_NAMES:
     os.environ.pop(_name, None)
 
 import tqdm as tqdm_package  # noqa: E402
