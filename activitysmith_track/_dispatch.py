@@ -1199,9 +1199,9 @@ def _no_sleep(seconds: float) -> None:  # pragma: no cover - the dispatcher sche
 
 def _start_thread(target: Callable[[], None]) -> threading.Thread:
     # A seam for tests: starting a thread fails at interpreter shutdown.
-    thread = threading.Thread(target=target, name="activitysmith-track-sender", daemon=True)
-    thread.start()
-    return thread
+    from activitysmith_track._threads import start_daemon
+
+    return start_daemon(target, "activitysmith-track-sender")
 
 
 def _make_wire(settings: Settings) -> Wire:

@@ -851,9 +851,9 @@ def sweep_in_background(settings: Settings) -> threading.Thread | None:
                         cleanup.detail,
                     )
 
-        thread = threading.Thread(target=sweep, name="activitysmith-track-cleanup", daemon=True)
-        thread.start()
-        return thread
+        from activitysmith_track._threads import start_daemon
+
+        return start_daemon(sweep, "activitysmith-track-cleanup")
     except Exception as exc:
         _trouble("start a cleanup", exc)
         return None

@@ -12,6 +12,13 @@
   the activities then end as their blocks exit, naming the signal); one installed after wins
   and is left alone. ``Settings(signals=False)`` (``ACTIVITYSMITH_TRACK_SIGNALS=0``) leaves
   signals alone.
+* Python runs a handler only when the main thread next runs Python code, so a main thread
+  that waits in a call the signal did not interrupt (it landed on another thread, or just
+  before the call began) or computes in C would not see it until that call returns: a
+  stopped job would run on until its supervisor kills it. A watcher thread, woken by the
+  signal itself (``signal.set_wakeup_fd``), makes sure it is seen: it interrupts the main
+  thread again, and if the main thread still has not taken it up after ``TAKE_OVER``
+  seconds, it ends the activities itself and lets the process die of the signal.
 
 The handle module registers its lanes here; this module never imports it.
 """
@@ -70,6 +77,16 @@ _previous: dict[int, Any] = {}  # the handler each signal had before ours
 # with nothing open they only pass the signal on.
 _main_lanes: set[int] = set()
 _last_signal: tuple[str, float] | None = None  # a signal an application's handler got
+
+# How long the watcher waits for the main thread to take up a stopping signal (interrupting
+# it meanwhile) before it ends the activities itself: the main thread runs a handler within
+# milliseconds whenever it runs Python code at all.
+TAKE_OVER = 1.0
+# When the main thread began handling a stopping signal itself (it ends the process).
+_handling_since: float | None = None
+# How long the watcher stays after the last activity of the main thread ended: a job that
+# opens activity after activity pays for its pipe and thread once.
+LINGER = 2.0
 
 
 def _abandon(lane: Lane) -> None:
@@ -145,9 +162,12 @@ def _after_fork_in_child() -> None:
     # The parent's activities are the parent's: a child never ends them. Nor does it keep
     # the parent's signal handlers (a pool worker must die of SIGTERM as promptly as if this
     # library were not there); its own first activity installs them again.
+    global _handling_since
     _open.clear()
     _main_lanes.clear()
     _sweeps.clear()
+    _handling_since = None
+    _watch.after_fork_in_child()  # first: it takes no lock (a parent thread may have held it)
     if threading.current_thread() is threading.main_thread():
         _uninstall()
 
@@ -159,6 +179,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install() -> None:
+    _watch.arm()
     for sig in _HANDLED:
         try:
             current = signal.getsignal(sig)
@@ -182,6 +203,177 @@ def _uninstall() -> None:
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(sig) is _on_signal:
                 signal.signal(sig, previous)
+    _watch.disarm()
+
+
+class _Watcher:
+    """A pipe the C-level handler writes each signal's number to (``signal.set_wakeup_fd``),
+    on whatever thread the signal landed, and a thread that reads it. The wakeup fd points at
+    the pipe while our handlers are installed (``arm``, ``disarm``: main thread only)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.lock = threading.Lock()
+        self.read_fd: int | None = None
+        self.write_fd: int | None = None
+        self.armed = False  # the wakeup fd is ours
+        # Someone replaced our wakeup fd and may put it back later: the pipe stays open, read.
+        self.kept = False
+        self.idle_since = 0.0
+
+    def arm(self) -> None:
+        if not hasattr(signal, "pthread_kill"):  # pragma: no cover - Windows
+            return
+        with self.lock:
+            if self.write_fd is None and not self._open():
+                return
+            assert self.write_fd is not None
+            try:
+                previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+            except (ValueError, OSError):  # pragma: no cover - not the main thread
+                return
+            if previous not in (-1, self.write_fd):
+                # Someone else's (an event loop's added signal handlers): its loop polls it in
+                # the main thread, which then runs the handlers at once. Theirs stays.
+                signal.set_wakeup_fd(previous)
+                return
+            self.armed = True
+
+    def disarm(self) -> None:
+        with self.lock:
+            if not self.armed:
+                return
+            self.armed = False
+            self.idle_since = time.monotonic()
+            try:
+                current = signal.set_wakeup_fd(-1)
+            except (ValueError, OSError):  # pragma: no cover - not the main thread
+                return
+            if current != self.write_fd:
+                signal.set_wakeup_fd(current)  # a handler installed after ours wins
+                self.kept = True
+
+    def _open(self) -> bool:
+        from activitysmith_track._threads import start_daemon
+
+        read_fd, write_fd = os.pipe()
+        try:
+            os.set_blocking(write_fd, False)  # the C handler must never block
+            start_daemon(self._run, "activitysmith-track-signals", read_fd)
+        except (OSError, RuntimeError):  # pragma: no cover - interpreter shutdown
+            os.close(read_fd)
+            os.close(write_fd)
+            return False
+        self.read_fd, self.write_fd = read_fd, write_fd
+        return True
+
+    def _run(self, read_fd: int) -> None:
+        import select
+
+        try:
+            while True:
+                ready, _, _ = select.select([read_fd], [], [], LINGER)
+                if not ready:
+                    if self._retire(read_fd):
+                        return
+                    continue
+                data = os.read(read_fd, 64)
+                if not data:  # pragma: no cover - we never close the write end first
+                    return
+                for signum in set(data):
+                    if signum in _HANDLED and _ends_process(signum) and not _being_handled():
+                        _see_to(signum)
+        except Exception:  # a watcher must never raise into the job
+            logger.debug("the signal watcher stopped", exc_info=True)
+
+    def _retire(self, read_fd: int) -> bool:
+        """Close the pipe and end the thread, once nothing was open for LINGER seconds."""
+        with self.lock:
+            if self.read_fd != read_fd:  # pragma: no cover - not ours any more
+                return True
+            if self.armed or self.kept or time.monotonic() - self.idle_since < LINGER:
+                return False
+            assert self.write_fd is not None
+            os.close(self.write_fd)
+            os.close(read_fd)
+            self.read_fd = self.write_fd = None
+            return True
+
+    def after_fork_in_child(self) -> None:
+        # Still the parent's pipe, which the parent's watcher reads: the child's signals must
+        # never be written to it (the parent would act on them), and the child has no watcher.
+        write_fd, read_fd = self.write_fd, self.read_fd
+        if write_fd is not None:
+            with contextlib.suppress(ValueError, OSError):
+                current = signal.set_wakeup_fd(-1)
+                if current != write_fd:
+                    signal.set_wakeup_fd(current)
+        for fd in (write_fd, read_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._reset()  # a fresh lock too: a parent thread may have held this one
+
+
+_watch = _Watcher()
+
+
+def _ends_process(signum: int) -> bool:
+    """Whether our own handler is to take ``signum`` (and so end the process)."""
+    try:
+        current = signal.getsignal(signum)
+    except (ValueError, OSError):  # pragma: no cover
+        return False
+    return current is _on_signal and not callable(_previous.get(signum))
+
+
+def _being_handled() -> bool:
+    since = _handling_since
+    return since is not None and time.monotonic() - since < SIGNAL_FLUSH + TAKE_OVER
+
+
+def _see_to(signum: int) -> None:
+    """Interrupt the main thread until it takes up ``signum``; after TAKE_OVER, take it."""
+    main = threading.main_thread().ident
+    waited, pause = 0.0, 0.02
+    while waited < TAKE_OVER:
+        time.sleep(pause)
+        waited += pause
+        if _being_handled():
+            return
+        if main is not None:
+            # Wakes a wait that began just after the signal, or on another thread.
+            if waited == pause:
+                logger.debug("%s not taken up yet: interrupting the main thread", signum)
+            with contextlib.suppress(OSError, ValueError):
+                signal.pthread_kill(main, signum)
+        pause = min(pause * 2, 0.25)
+    if _being_handled() or not _ends_process(signum):
+        return
+    name = signal.Signals(signum).name
+    logger.debug("%s: the main thread is busy in a call; ending the activities from here", name)
+    _stop_for(name)
+    if not _being_handled():
+        _die_of(signum)
+
+
+def _die_of(signum: int) -> None:  # pragma: no cover - the process ends here (tested by exit)
+    """End the process as the signal's default action would, from a thread that is not the
+    main thread (which Python lets change a signal's handler): through the C library."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.signal(signum, None)  # NULL is SIG_DFL
+        os.kill(os.getpid(), signum)
+        time.sleep(1.0)
+    except Exception:
+        pass
+    os._exit(128 + signum)  # what a shell reports for death by the signal
 
 
 def recent_signal(within: float = 60.0) -> str | None:
@@ -206,8 +398,19 @@ def stop_all(name: str, *, bound: float = SIGNAL_FLUSH) -> int:
     return left
 
 
+def _stop_for(name: str) -> None:
+    """End every open activity as stopped by the signal ``name``; never raises: the signal
+    must still have its effect."""
+    try:
+        left = stop_all(name)
+        if left:
+            logger.warning("%s: %d Live Activity end(s) could not be delivered in time", name, left)
+    except Exception:
+        logger.debug("could not end the open Live Activities on %s", name, exc_info=True)
+
+
 def _on_signal(signum: int, frame: Any) -> None:
-    global _last_signal
+    global _last_signal, _handling_since
     name = signal.Signals(signum).name
     previous = _previous.get(signum, signal.SIG_DFL)
     if callable(previous):
@@ -217,12 +420,8 @@ def _on_signal(signum: int, frame: Any) -> None:
         handler: Callable[[int, Any], Any] = previous
         handler(signum, frame)
         return
-    try:
-        left = stop_all(name)
-        if left:
-            logger.warning("%s: %d Live Activity end(s) could not be delivered in time", name, left)
-    except Exception:  # the signal must still have its effect
-        logger.debug("could not end the open Live Activities on %s", name, exc_info=True)
+    _handling_since = time.monotonic()  # the watcher leaves it to this thread
+    _stop_for(name)
     # Die of the signal, as the process would have without us.
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

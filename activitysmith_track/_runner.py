@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
+from activitysmith_track._threads import start_daemon
+
 # On the path of `activitysmith-track run` before the command starts: no attrs, no typing.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -470,13 +472,11 @@ def run_child(
             err_pump = StreamPump(
                 err_sink, parser=parser, on_marker=on_marker, hide_markers=hide_markers
             )
+            # Started blocking signals: the forwarder's handlers need them on this thread.
             threads = [
-                threading.Thread(target=pump.pump, args=(fd,), name=f"activitysmith-track-{name}")
+                start_daemon(pump.pump, f"activitysmith-track-{name}", fd)
                 for pump, fd, name in ((out_pump, out_fd, "stdout"), (err_pump, err_fd, "stderr"))
             ]
-            for thread in threads:
-                thread.daemon = True
-                thread.start()
             forwarder.attach(proc)
             if on_started is not None:
                 try:

@@ -121,6 +121,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._broken: str | None = None
+        self._untold = False  # _broken was set where nothing may log (a fork): say it on use
         self._ready: dict[str, bool] = {}  # schema name -> usable
 
     # -- opening ---------------------------------------------------------------------------
@@ -134,6 +135,9 @@ class Store:
             self._ready = {}
             self._pid = os.getpid()
         if self._broken is not None:
+            if self._untold:
+                self._untold = False
+                logger.warning("activitysmith-track: ignoring its local state: %s", self._broken)
             raise StoreUnavailable(self._broken)
         if self._conn is None:
             import sqlite3
@@ -384,12 +388,47 @@ def forget_stores(directories: Sequence[Path] | None = None) -> None:
                 store.close()
 
 
-def _reset_after_fork() -> None:
+# How long a fork waits for a transaction of another thread to finish (they take
+# milliseconds, unless another process holds the file's write lock).
+FORK_WAIT = 1.0
+_held_at_fork: list[Store] = []
+
+
+def _before_fork() -> None:
+    # SQLite's own mutexes are not Python's: one held by another thread at fork time stays
+    # held in the child forever, and the child's first connect() would hang on it. Every use
+    # of SQLite here is under a store's lock, so holding each lock across the fork keeps
+    # every other thread out of SQLite meanwhile.
+    for store in list(_stores.values()):
+        if store._lock.acquire(timeout=FORK_WAIT):
+            _held_at_fork.append(store)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
     # A lock held by another thread at fork time would stay held in the child forever.
     global _stores_lock
     _stores_lock = threading.Lock()
+    held = {id(store) for store in _held_at_fork}
+    _held_at_fork.clear()
     for store in _stores.values():
         store._lock = threading.Lock()
+        if id(store) not in held and store._broken is None:
+            # Another thread was inside SQLite when the fork came and did not finish in
+            # time: SQLite may be left locked here, so this child does without the store.
+            store._broken = (
+                f"this process was forked while another thread was using {store.path}; "
+                "it keeps no ledger or history"
+            )
+            store._untold = True
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

@@ -432,16 +432,18 @@ def test_strict_mode_never_hides_the_jobs_own_exception(emu: Emulator) -> None:
 def test_capacity_limit_is_reported_once_clearly(
     emu: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    emu.add_fault(Fault.limit_reached(limit=4, active=4), path="/live-activity/start")
+    emu.add_fault(Fault.limit_reached(limit=4, active=4), path="/live-activity/start", times=10)
     caplog.set_level(logging.WARNING, logger="activitysmith_track")
     with live_activity("Fifth", steps=2) as la:
         la.step()
+        la.flush()  # refused for capacity before the block ends (not a race with the end)
         la.step()
     messages = [r.getMessage() for r in caplog.records if r.name == "activitysmith_track"]
     assert len(messages) == 1
     assert "4 of 4" in messages[0]
     assert isinstance(la.errors[0], LiveActivityLimitError)
-    assert paths(emu) == ["start"]
+    # The end is tried once, as a start with the final state; still no slot, so no more.
+    assert paths(emu) == ["start", "start"]
 
 
 def test_unreachable_server_with_strict_raises_transport_error(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from activitysmith_track import live_activity
 from activitysmith_track.emulator import ActivityRecord, Emulator
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
@@ -96,6 +99,13 @@ def only(emu: Emulator) -> ActivityRecord:
     records = list(emu.activities.values())
     assert len(records) == 1, [r.state for r in records]
     return records[0]
+
+
+def assert_ended(emu: Emulator, subtitle: str) -> None:
+    """The emulator holds one activity, ended, showing ``subtitle``."""
+    record = only(emu)
+    assert record.status == "ended"
+    assert record.state["subtitle"] == subtitle
 
 
 def wait_until(condition: Any, timeout: float = 10.0) -> bool:
@@ -187,9 +197,7 @@ def test_an_application_handler_installed_before_is_chained(
     exit_code, out, err = job.finish()
     assert exit_code == 3, err  # the application decided
     assert "app handler" in out
-    record = only(emulator)
-    assert record.status == "ended"
-    assert record.state["subtitle"] == "Stopped by SIGTERM at fetch"
+    assert_ended(emulator, "Stopped by SIGTERM at fetch")
 
 
 def test_an_application_handler_installed_later_wins_and_the_job_finishes(
@@ -276,6 +284,81 @@ def test_asyncio_jobs_end_on_sigterm(emulator: Emulator, state_dir: Path, jobs: 
     assert only(emulator).state["subtitle"] == "Stopped by SIGTERM at download"
 
 
+# -- a signal the main thread did not see at once ------------------------------------------------
+#
+# Python runs a handler only when the main thread next runs Python code. A signal that landed
+# on another thread, or just before the main thread began to wait, leaves a sleeping main
+# thread asleep; one that arrives while it computes in C waits for the computation. Without
+# the watcher these jobs run on for a minute after SIGTERM (the race itself struck about one
+# SIGTERM in 65 to the asyncio job above, under load).
+
+LANDS_ELSEWHERE = {
+    "sleep": """
+        import signal, threading, time
+        from activitysmith_track import live_activity
+        with live_activity("Nightly backup", steps=["create snapshot", "upload archive"]) as la:
+            la.step()
+            la.flush()
+            # A thread of the job's own, which blocks no signal, takes the SIGTERM.
+            threading.Thread(target=lambda: (time.sleep(0.3), signal.pthread_kill(
+                threading.get_ident(), signal.SIGTERM))).start()
+            print("READY", flush=True)
+            time.sleep(60)
+    """,
+    "asyncio": """
+        import asyncio, signal, threading, time
+        from activitysmith_track import live_activity
+        async def main():
+            async with live_activity("Nightly backup", steps=["create snapshot"]) as la:
+                la.step()
+                la.flush()
+                threading.Thread(target=lambda: (time.sleep(0.3), signal.pthread_kill(
+                    threading.get_ident(), signal.SIGTERM))).start()
+                print("READY", flush=True)
+                await asyncio.sleep(60)
+        asyncio.run(main())
+    """,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LANDS_ELSEWHERE))
+def test_a_signal_that_lands_on_another_thread_still_stops_the_job(
+    emulator: Emulator, state_dir: Path, jobs: list[Job], kind: str
+) -> None:
+    job = Job(LANDS_ELSEWHERE[kind], environment(emulator, state_dir))
+    jobs.append(job)
+    job.wait_ready()
+    started = time.monotonic()
+    exit_code, _out, err = job.finish()
+    assert exit_code == -signal.SIGTERM, err
+    assert time.monotonic() - started < 15  # not the minute the job would have slept
+    assert_ended(emulator, "Stopped by SIGTERM at create snapshot")
+
+
+def test_a_job_busy_in_c_code_still_ends_its_activity_and_dies_of_sigterm(
+    emulator: Emulator, state_dir: Path, jobs: list[Job]
+) -> None:
+    # pbkdf2 computes without the GIL and never looks at signals until it is done (minutes).
+    code = """
+        import hashlib
+        from activitysmith_track import live_activity
+        with live_activity("Key derivation", steps=["derive"]) as la:
+            la.step()
+            la.flush()
+            print("READY", flush=True)
+            hashlib.pbkdf2_hmac("sha256", b"secret", b"salt", 10**9)
+    """
+    job = Job(code, environment(emulator, state_dir))
+    jobs.append(job)
+    job.wait_ready()
+    started = time.monotonic()
+    job.signal(signal.SIGTERM)
+    exit_code, _out, err = job.finish()
+    assert exit_code == -signal.SIGTERM, err  # died of the signal, as it would have untracked
+    assert time.monotonic() - started < 15
+    assert_ended(emulator, "Stopped by SIGTERM at derive")
+
+
 def test_a_tracked_function_ends_on_sigterm(
     emulator: Emulator, state_dir: Path, jobs: list[Job]
 ) -> None:
@@ -328,9 +411,29 @@ def test_script_mode_ends_on_sigterm(
     assert only(emulator).state["subtitle"] == "Stopped by SIGTERM at load"
 
 
+# The child: sleeps until the parent kills it; or opens an activity of its own first, which
+# installs its own handlers (and wakeup pipe: the parent's, inherited, must never hear the
+# child's signals, or the parent would act on them).
+# Written at the depth they take in the script below.
+CHILDREN = {
+    "plain": """\
+                os.write(tell, b"x")
+                time.sleep(60)
+""",
+    "tracked": """\
+                with live_activity("Child", steps=1) as child:
+                    child.step("waiting")
+                    child.flush()
+                    os.write(tell, b"x")
+                    time.sleep(60)
+""",
+}
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("child", sorted(CHILDREN))
 def test_a_forked_child_killed_by_sigterm_never_ends_its_parents_activity(
-    emulator: Emulator, state_dir: Path, jobs: list[Job]
+    emulator: Emulator, state_dir: Path, jobs: list[Job], child: str
 ) -> None:
     code = """
         import os, signal, time
@@ -341,26 +444,29 @@ def test_a_forked_child_killed_by_sigterm_never_ends_its_parents_activity(
             ready, tell = os.pipe()
             pid = os.fork()
             if pid == 0:
-                os.write(tell, b"x")
-                time.sleep(60)  # the child: killed by the parent below
+                CHILD
                 os._exit(0)
             os.read(ready, 1)
             os.kill(pid, signal.SIGTERM)
             _, status = os.waitpid(pid, 0)
             child = os.waitstatus_to_exitcode(status)
+            time.sleep(1.5)  # longer than a watcher that heard the child would take to act
             la.step("after the child")
         print("READY", flush=True)
         print("child", child, flush=True)
     """
-    job = Job(code, environment(emulator, state_dir))
+    script = code.replace("                CHILD\n", CHILDREN[child])
+    job = Job(script, environment(emulator, state_dir))
     jobs.append(job)
     job.wait_ready()
     exit_code, out, err = job.finish()
     assert exit_code == 0, err
     assert "child -15" in out
-    record = only(emulator)
-    assert record.status == "ended"
-    assert record.state["subtitle"].startswith("Done in")
+    records = {r.state["title"]: r for r in emulator.activities.values()}
+    assert records["Parent"].status == "ended"
+    assert records["Parent"].state["subtitle"].startswith("Done in")
+    if child == "tracked":
+        assert records["Child"].state["subtitle"] == "Stopped by SIGTERM at waiting"
 
 
 # -- killed: the next run cleans up -------------------------------------------------------------
@@ -454,3 +560,63 @@ def test_an_activity_that_ended_leaves_nothing_in_the_ledger(
     )
     assert done.returncode == 0, done.stderr
     assert "Nightly backup" not in _listed(env)
+
+
+# -- the library's threads and the wakeup fd, in this process ------------------------------------
+
+
+def _blocked_in(thread: threading.Thread) -> set[int]:
+    """The signals ``thread`` blocks, as the kernel has them (/proc)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+    mask = int(line.split()[1], 16)
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux /proc")
+def test_the_librarys_threads_never_take_the_processs_signals(emu: Emulator) -> None:
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    with live_activity("Nightly backup", steps=2) as la:
+        la.step("create snapshot")
+        la.flush()
+        ours = [t for t in threading.enumerate() if t.name.startswith("activitysmith-track-")]
+        names = {t.name for t in ours}
+        assert {"activitysmith-track-sender", "activitysmith-track-signals"} <= names
+        for thread in ours:
+            try:
+                blocked = _blocked_in(thread)
+            except FileNotFoundError:  # an idle sender of an earlier test that just ended
+                assert thread.name == "activitysmith-track-sender"
+                continue
+            assert {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD} <= blocked
+            assert signal.SIGSEGV not in blocked  # faults stay the kernel's and faulthandler's
+        assert signal.SIGTERM not in _blocked_in(threading.main_thread())
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
+
+
+def test_the_wakeup_fd_is_ours_only_while_an_activity_is_open(emu: Emulator) -> None:
+    assert signal.set_wakeup_fd(-1) == -1
+    with live_activity("Nightly backup", steps=2) as la:
+        la.step("create snapshot")
+        ours = signal.set_wakeup_fd(-1)
+        assert ours != -1
+        signal.set_wakeup_fd(ours)
+        watcher = next(t for t in threading.enumerate() if t.name == "activitysmith-track-signals")
+    assert signal.set_wakeup_fd(-1) == -1  # put back as it was
+    watcher.join(5)
+    assert not watcher.is_alive()  # and the watcher is gone
+
+
+def test_an_event_loops_wakeup_fd_stays_its_own(emu: Emulator) -> None:
+    theirs, other = socket.socketpair()
+    theirs.setblocking(False)
+    try:
+        signal.set_wakeup_fd(theirs.fileno())
+        with live_activity("Nightly backup", steps=2) as la:
+            la.step("create snapshot")
+            assert signal.set_wakeup_fd(theirs.fileno()) == theirs.fileno()
+        assert signal.set_wakeup_fd(-1) == theirs.fileno()
+    finally:
+        signal.set_wakeup_fd(-1)
+        theirs.close()
+        other.close()

@@ -8,6 +8,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,13 @@ import pytest
 
 from activitysmith_track import _ledger
 from activitysmith_track._config import resolve_settings
-from activitysmith_track._store import DATABASE_NAME, forget_stores, state_dir
+from activitysmith_track._store import (
+    DATABASE_NAME,
+    FORK_WAIT,
+    forget_stores,
+    get_store,
+    state_dir,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 
@@ -237,12 +245,28 @@ def test_importing_the_package_imports_neither_sqlite3_nor_difflib() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
-    directory = tmp_path / "state"
-    assert record(directory) is not None
+def _fork_and_record(directory: Path, held: float = 0.0) -> tuple[int, float]:
+    """Fork (while another thread is inside a write transaction for ``held`` seconds, if
+    any); the child records an entry. Returns the child's exit status and how long fork()
+    took."""
+    assert record(directory) is not None  # the store is open
+    thread = None
+    if held:
+        store = get_store(directory)
+        inside = threading.Event()
+
+        def writer() -> None:
+            with store.write(_ledger.SCHEMA):
+                inside.set()
+                time.sleep(held)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert inside.wait(10)
+    started = time.monotonic()
     with warnings.catch_warnings():
         # Python 3.12+ warns about fork() in a process with threads; the child here only
-        # touches the store, whose locks are reset after a fork.
+        # touches the store, which is made safe for it.
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit status
@@ -251,9 +275,44 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
             code = 0 if record(directory) is not None else 3
         finally:
             os._exit(code)
+    took = time.monotonic() - started
+    if thread is not None:
+        thread.join()
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    return os.waitstatus_to_exitcode(status), took
+
+
+def open_entries(directory: Path) -> int:
     settings = resolve_settings(
         {"base_url": "http://127.0.0.1:9/api", "state_dir": str(directory)}, env={}
     )
-    assert len(_ledger.open_entries(settings)) == 2
+    return len(_ledger.open_entries(settings))
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    code, _took = _fork_and_record(directory)
+    assert code == 0
+    assert open_entries(directory) == 2
+
+
+def test_a_fork_waits_for_another_threads_transaction_to_finish(tmp_path: Path) -> None:
+    # Another thread inside SQLite at the fork could leave SQLite's own mutexes held in the
+    # child forever: the fork waits for the transaction, and the child uses the store.
+    directory = tmp_path / "state"
+    code, took = _fork_and_record(directory, held=0.3)
+    assert code == 0
+    assert 0.2 < took < FORK_WAIT
+    assert open_entries(directory) == 2
+
+
+def test_a_child_forked_during_a_long_transaction_does_without_the_store(
+    tmp_path: Path,
+) -> None:
+    # The fork waits FORK_WAIT at most; the child then keeps no ledger (it says so, once)
+    # rather than risk a lock that no thread of its own will ever release.
+    directory = tmp_path / "state"
+    code, took = _fork_and_record(directory, held=FORK_WAIT + 1.5)
+    assert code == 3  # record() found the store unavailable: no entry, no hang
+    assert FORK_WAIT - 0.1 < took < FORK_WAIT + 1.0
+    assert open_entries(directory) == 1
