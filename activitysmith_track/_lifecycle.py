@@ -273,9 +273,10 @@ class _Watcher:
         import select
 
         try:
+            poller = select.poll()  # not select(): the pipe's fd may be above FD_SETSIZE
+            poller.register(read_fd, select.POLLIN)
             while True:
-                ready, _, _ = select.select([read_fd], [], [], LINGER)
-                if not ready:
+                if not poller.poll(LINGER * 1000):
                     if self._retire(read_fd):
                         return
                     continue

@@ -305,6 +305,22 @@ LANDS_ELSEWHERE = {
             print("READY", flush=True)
             time.sleep(60)
     """,
+    # A job with more files open than select() can watch (FD_SETSIZE, 1024).
+    "many files": """
+        import os, resource, signal, threading, time
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 1200 and (hard == resource.RLIM_INFINITY or hard >= 1200):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+        files = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        from activitysmith_track import live_activity
+        with live_activity("Nightly backup", steps=["create snapshot"]) as la:
+            la.step()
+            la.flush()
+            threading.Thread(target=lambda: (time.sleep(0.3), signal.pthread_kill(
+                threading.get_ident(), signal.SIGTERM))).start()
+            print("READY", flush=True)
+            time.sleep(60)
+    """,
     "asyncio": """
         import asyncio, signal, threading, time
         from activitysmith_track import live_activity
