@@ -292,22 +292,30 @@ def test_asyncio_jobs_end_on_sigterm(emulator: Emulator, state_dir: Path, jobs: 
 # the watcher these jobs run on for a minute after SIGTERM (the race itself struck about one
 # SIGTERM in 65 to the asyncio job above, under load).
 
+# Each job ends up in a long wait after calling this: a thread of the job's own, which blocks
+# no signal, takes a SIGTERM meant for the process.
+SIGTERM_SOON = """
+import signal, threading, time
+def sigterm_soon():
+    def take():
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    threading.Thread(target=take).start()
+"""
+
 LANDS_ELSEWHERE = {
     "sleep": """
-        import signal, threading, time
         from activitysmith_track import live_activity
         with live_activity("Nightly backup", steps=["create snapshot", "upload archive"]) as la:
             la.step()
             la.flush()
-            # A thread of the job's own, which blocks no signal, takes the SIGTERM.
-            threading.Thread(target=lambda: (time.sleep(0.3), signal.pthread_kill(
-                threading.get_ident(), signal.SIGTERM))).start()
+            sigterm_soon()
             print("READY", flush=True)
             time.sleep(60)
     """,
     # A job with more files open than select() can watch (FD_SETSIZE, 1024).
     "many files": """
-        import os, resource, signal, threading, time
+        import os, resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < 1200 and (hard == resource.RLIM_INFINITY or hard >= 1200):
             resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
@@ -316,20 +324,18 @@ LANDS_ELSEWHERE = {
         with live_activity("Nightly backup", steps=["create snapshot"]) as la:
             la.step()
             la.flush()
-            threading.Thread(target=lambda: (time.sleep(0.3), signal.pthread_kill(
-                threading.get_ident(), signal.SIGTERM))).start()
+            sigterm_soon()
             print("READY", flush=True)
             time.sleep(60)
     """,
     "asyncio": """
-        import asyncio, signal, threading, time
+        import asyncio
         from activitysmith_track import live_activity
         async def main():
             async with live_activity("Nightly backup", steps=["create snapshot"]) as la:
                 la.step()
                 la.flush()
-                threading.Thread(target=lambda: (time.sleep(0.3), signal.pthread_kill(
-                    threading.get_ident(), signal.SIGTERM))).start()
+                sigterm_soon()
                 print("READY", flush=True)
                 await asyncio.sleep(60)
         asyncio.run(main())
@@ -341,7 +347,8 @@ LANDS_ELSEWHERE = {
 def test_a_signal_that_lands_on_another_thread_still_stops_the_job(
     emulator: Emulator, state_dir: Path, jobs: list[Job], kind: str
 ) -> None:
-    job = Job(LANDS_ELSEWHERE[kind], environment(emulator, state_dir))
+    script = SIGTERM_SOON + textwrap.dedent(LANDS_ELSEWHERE[kind])
+    job = Job(script, environment(emulator, state_dir))
     jobs.append(job)
     job.wait_ready()
     started = time.monotonic()
