@@ -194,6 +194,8 @@ def _install() -> None:
         except (ValueError, OSError):  # pragma: no cover
             continue
         _previous[sig] = current
+    if not _previous:
+        _watch.disarm()  # none of ours to watch for (armed first: no window without it)
 
 
 def _uninstall() -> None:

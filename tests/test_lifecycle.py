@@ -643,3 +643,16 @@ def test_an_event_loops_wakeup_fd_stays_its_own(emu: Emulator) -> None:
         signal.set_wakeup_fd(-1)
         theirs.close()
         other.close()
+
+
+def test_nothing_is_watched_when_every_stopping_signal_is_ignored(emu: Emulator) -> None:
+    # nohup: both signals ignored on purpose, so none of ours is installed, nor the watcher.
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with live_activity("Nightly backup", steps=2) as la:
+            la.step("create snapshot")
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+            assert signal.set_wakeup_fd(-1) == -1
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
