@@ -532,41 +532,31 @@ def test_a_killed_job_is_ended_by_cleanup(
     job = Job(BLOCK, env)
     jobs.append(job)
     job.wait_ready()
-    listed = subprocess.run(
-        [sys.executable, "-m", "activitysmith_track", "list"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    listed = _command(env, "list")
     assert listed.returncode == 0, listed.stderr
     assert "Nightly backup" in listed.stdout
     job.signal(signal.SIGKILL)
     job.finish()
-    cleaned = subprocess.run(
-        [sys.executable, "-m", "activitysmith_track", "cleanup"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    cleaned = _command(env, "cleanup")
     assert cleaned.returncode == 0, cleaned.stderr
     assert only(emulator).status == "ended"
     assert wait_until(lambda: "Nightly backup" not in _listed(env))
 
 
-def _listed(env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "activitysmith_track", "list"],
+def _command(env: dict[str, str], name: str) -> subprocess.CompletedProcess[str]:
+    """Run ``activitysmith-track <name>`` in ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "activitysmith_track", name],
         env=env,
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    return done.stdout
+
+
+def _listed(env: dict[str, str]) -> str:
+    return _command(env, "list").stdout
 
 
 def test_an_activity_that_ended_leaves_nothing_in_the_ledger(
