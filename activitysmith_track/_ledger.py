@@ -20,7 +20,10 @@ Rules for ending orphans:
 - Only with the key and base URL they were started with: an entry whose fingerprint or base
   URL differs from the current settings is left for a run that has them.
 - A stream is ended only when no live process holds an entry for the same stream (several
-  processes of one pipeline share a key); the orphan's entry is then simply dropped.
+  processes of one pipeline share a key); the orphan's entry is then simply dropped. So is
+  an orphan older than this process's own taking up of the stream: this process went on
+  from it (a pipeline step run again after a crash), even if it has handed the stream on
+  and dropped its own entry before its cleanup got to the orphan.
 - An answer saying the activity is gone or not this key's (404, 403) drops the entry; a
   transient failure keeps it for the next run.
 
@@ -387,6 +390,8 @@ def record_start(
             _state_json(state),
         )
         directory = _directory(settings)
+        if stream_key is not None:
+            _taken_up.setdefault((stream_key, row[3], row[4]), now)
         with get_store(directory).write(SCHEMA) as conn:
             cursor = conn.execute(
                 "INSERT INTO ledger_entries (host, pid, process_start, base_url, "
@@ -765,6 +770,10 @@ def _end_one(store_dir: Path, entry: Entry, client: Client, token: str, deadline
                 action="dropped",
                 detail=f"stream still held by pid {holder.pid} (on {holder.host})",
             )
+        taken_up = _taken_up.get((entry.stream_key, entry.base_url, entry.key_fingerprint))
+        if taken_up is not None and entry.updated_at <= taken_up:
+            _drop(store_dir, [entry])
+            return Cleanup(entry=entry, action="dropped", detail="this process went on from it")
     if not _claim(store_dir, entry, token):
         return Cleanup(entry=entry, action="skipped", detail="another cleanup is ending it")
     payload = _payload_for(entry)
@@ -857,6 +866,12 @@ def sweep_in_background(settings: Settings) -> threading.Thread | None:
     except Exception as exc:
         _trouble("start a cleanup", exc)
         return None
+
+
+# When this process first took up each stream (key, base URL, key fingerprint): an orphan
+# last updated before then is one it went on from. A forked child keeps its parent's: it goes
+# on from the same point.
+_taken_up: dict[tuple[str, str, str], float] = {}
 
 
 def _reset_after_fork() -> None:

@@ -473,6 +473,47 @@ def test_a_stream_still_held_by_a_live_process_is_not_ended(
     assert left.pid == os.getpid()
 
 
+def test_a_stream_this_process_went_on_from_is_not_ended_after_it_handed_it_on(
+    emulator: Emulator, state: Path
+) -> None:
+    # A pipeline step run again after a crash takes up the stream, hands it on and drops its
+    # own entry, all before its cleanup reaches the crashed step's orphan: that orphan is one
+    # it went on from, not an activity to end.
+    settings = settings_for(emulator.base_url, state)
+    run_owner(settings, [{"stream_key": "resumed", **SEGMENTED}])
+    ticket = ledger.record_start(settings, title="Nightly backup", stream_key="resumed")
+    assert ticket is not None
+    ledger.record_end(ticket)  # handed on
+    before = len(emulator.requests)
+
+    (result,) = ledger.end_orphans(settings)
+
+    assert (result.action, result.detail) == ("dropped", "this process went on from it")
+    assert len(emulator.requests) == before
+    record = emulator.stream_activity("resumed")
+    assert record is not None
+    assert record.status == "live"
+    assert ledger.open_entries(settings) == []
+
+
+def test_a_streams_orphan_newer_than_this_process_taking_it_up_is_still_ended(
+    emulator: Emulator, state: Path
+) -> None:
+    # A later step that crashed after this process handed the stream on left a newer orphan.
+    settings = settings_for(emulator.base_url, state)
+    ticket = ledger.record_start(settings, title="Nightly backup", stream_key="handed-on")
+    assert ticket is not None
+    ledger.record_end(ticket)
+    run_owner(settings, [{"stream_key": "handed-on", **SEGMENTED}])
+
+    (result,) = ledger.end_orphans(settings)
+
+    assert result.action == "ended"
+    record = emulator.stream_activity("handed-on")
+    assert record is not None
+    assert record.status == "ended"
+
+
 def test_orphans_of_another_key_or_base_url_are_left_for_their_own(
     emulator: Emulator, state: Path
 ) -> None:
