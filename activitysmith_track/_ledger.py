@@ -390,7 +390,7 @@ def record_start(
             _state_json(state),
         )
         directory = _directory(settings)
-        if stream_key is not None:
+        if stream_key is not None and len(_taken_up) < _TAKEN_UP_KEPT:
             _taken_up.setdefault((stream_key, row[3], row[4]), now)
         with get_store(directory).write(SCHEMA) as conn:
             cursor = conn.execute(
@@ -872,6 +872,10 @@ def sweep_in_background(settings: Settings) -> threading.Thread | None:
 # last updated before then is one it went on from. A forked child keeps its parent's: it goes
 # on from the same point.
 _taken_up: dict[tuple[str, str, str], float] = {}
+# The sweep that needs them runs once per process and account, just after its first entry: the
+# first streams are the ones that count, and a worker running a stream per job for months
+# must not grow without bound.
+_TAKEN_UP_KEPT = 256
 
 
 def _reset_after_fork() -> None:
