@@ -390,8 +390,10 @@ def record_start(
             _state_json(state),
         )
         directory = _directory(settings)
-        if stream_key is not None and len(_taken_up) < _TAKEN_UP_KEPT:
-            _taken_up.setdefault((stream_key, row[3], row[4]), now)
+        if stream_key is not None:
+            streams = _taken_up.setdefault((settings.base_url, row[4]), {})
+            if len(streams) < _TAKEN_UP_KEPT:
+                streams.setdefault(stream_key, now)
         with get_store(directory).write(SCHEMA) as conn:
             cursor = conn.execute(
                 "INSERT INTO ledger_entries (host, pid, process_start, base_url, "
@@ -770,7 +772,7 @@ def _end_one(store_dir: Path, entry: Entry, client: Client, token: str, deadline
                 action="dropped",
                 detail=f"stream still held by pid {holder.pid} (on {holder.host})",
             )
-        taken_up = _taken_up.get((entry.stream_key, entry.base_url, entry.key_fingerprint))
+        taken_up = _taken_up.get((entry.base_url, entry.key_fingerprint), {}).get(entry.stream_key)
         if taken_up is not None and entry.updated_at <= taken_up:
             _drop(store_dir, [entry])
             return Cleanup(entry=entry, action="dropped", detail="this process went on from it")
@@ -868,13 +870,13 @@ def sweep_in_background(settings: Settings) -> threading.Thread | None:
         return None
 
 
-# When this process first took up each stream (key, base URL, key fingerprint): an orphan
-# last updated before then is one it went on from. A forked child keeps its parent's: it goes
-# on from the same point.
-_taken_up: dict[tuple[str, str, str], float] = {}
-# The sweep that needs them runs once per process and account, just after its first entry: the
-# first streams are the ones that count, and a worker running a stream per job for months
-# must not grow without bound.
+# When this process first took up each stream, by account (base URL, key fingerprint) and
+# stream key: an orphan last updated before then is one it went on from. A forked child keeps
+# its parent's: it goes on from the same point.
+_taken_up: dict[tuple[str, str], dict[str, float]] = {}
+# The sweep that needs them runs once per process and account, just after the account's first
+# entry: its first streams are the ones that count, and a worker running a stream per job for
+# months must not grow without bound.
 _TAKEN_UP_KEPT = 256
 
 

@@ -480,6 +480,10 @@ def test_a_stream_this_process_went_on_from_is_not_ended_after_it_handed_it_on(
     # own entry, all before its cleanup reaches the crashed step's orphan: that orphan is one
     # it went on from, not an activity to end.
     settings = settings_for(emulator.base_url, state)
+    # Streams of another account, more than the ledger keeps per account, change nothing.
+    elsewhere = settings_for("http://127.0.0.1:9/api", state)
+    for n in range(ledger._TAKEN_UP_KEPT + 1):
+        ledger.record_end(ledger.record_start(elsewhere, title="Other", stream_key=f"other-{n}"))
     run_owner(settings, [{"stream_key": "resumed", **SEGMENTED}])
     ticket = ledger.record_start(settings, title="Nightly backup", stream_key="resumed")
     assert ticket is not None
