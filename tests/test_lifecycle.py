@@ -95,6 +95,15 @@ def jobs() -> Iterator[list[Job]]:
                 pipe.close()
 
 
+def signalled(jobs: list[Job], code: str, env: dict[str, str], signum: int) -> tuple[int, str, str]:
+    """Run ``code`` as a job, send it ``signum`` once it is ready, and let it finish."""
+    job = Job(code, env)
+    jobs.append(job)
+    job.wait_ready()
+    job.signal(signum)
+    return job.finish()
+
+
 def only(emu: Emulator) -> ActivityRecord:
     records = list(emu.activities.values())
     assert len(records) == 1, [r.state for r in records]
@@ -136,11 +145,7 @@ BLOCK = """
 def test_a_stopping_signal_ends_the_activity_and_the_process_still_dies_of_it(
     emulator: Emulator, state_dir: Path, jobs: list[Job], signum: int
 ) -> None:
-    job = Job(BLOCK, environment(emulator, state_dir))
-    jobs.append(job)
-    job.wait_ready()
-    job.signal(signum)
-    code, _out, err = job.finish()
+    code, _out, err = signalled(jobs, BLOCK, environment(emulator, state_dir), signum)
     assert code == -signum, err  # died of the signal, as it would have without tracking
     record = only(emulator)
     assert record.status == "ended"
@@ -152,11 +157,7 @@ def test_a_stopping_signal_ends_the_activity_and_the_process_still_dies_of_it(
 def test_ctrl_c_still_raises_keyboard_interrupt_and_ends_as_cancelled(
     emulator: Emulator, state_dir: Path, jobs: list[Job]
 ) -> None:
-    job = Job(BLOCK, environment(emulator, state_dir))
-    jobs.append(job)
-    job.wait_ready()
-    job.signal(signal.SIGINT)
-    code, _out, err = job.finish()
+    code, _out, err = signalled(jobs, BLOCK, environment(emulator, state_dir), signal.SIGINT)
     assert code != 0
     assert "KeyboardInterrupt" in err
     record = only(emulator)
@@ -190,11 +191,7 @@ def test_an_application_handler_installed_before_is_chained(
             print("READY", flush=True)
             time.sleep(60)
     """
-    job = Job(code, environment(emulator, state_dir))
-    jobs.append(job)
-    job.wait_ready()
-    job.signal(signal.SIGTERM)
-    exit_code, out, err = job.finish()
+    exit_code, out, err = signalled(jobs, code, environment(emulator, state_dir), signal.SIGTERM)
     assert exit_code == 3, err  # the application decided
     assert "app handler" in out
     assert_ended(emulator, "Stopped by SIGTERM at fetch")
@@ -217,11 +214,7 @@ def test_an_application_handler_installed_later_wins_and_the_job_finishes(
             la.step("stopped gracefully")
         print("done", flush=True)
     """
-    job = Job(code, environment(emulator, state_dir))
-    jobs.append(job)
-    job.wait_ready()
-    job.signal(signal.SIGTERM)
-    exit_code, out, err = job.finish()
+    exit_code, out, err = signalled(jobs, code, environment(emulator, state_dir), signal.SIGTERM)
     assert exit_code == 0, err
     assert "done" in out
     record = only(emulator)
@@ -250,11 +243,7 @@ def test_activities_of_other_threads_end_too(
             print("READY", flush=True)
             time.sleep(60)
     """
-    job = Job(code, environment(emulator, state_dir))
-    jobs.append(job)
-    job.wait_ready()
-    job.signal(signal.SIGTERM)
-    exit_code, _out, err = job.finish()
+    exit_code, _out, err = signalled(jobs, code, environment(emulator, state_dir), signal.SIGTERM)
     assert exit_code == -signal.SIGTERM, err
     records = {r.state["title"]: r for r in emulator.activities.values()}
     assert records["Main"].status == "ended"
@@ -275,11 +264,7 @@ def test_asyncio_jobs_end_on_sigterm(emulator: Emulator, state_dir: Path, jobs: 
                 await asyncio.sleep(60)
         asyncio.run(main())
     """
-    job = Job(code, environment(emulator, state_dir))
-    jobs.append(job)
-    job.wait_ready()
-    job.signal(signal.SIGTERM)
-    exit_code, _out, err = job.finish()
+    exit_code, _out, err = signalled(jobs, code, environment(emulator, state_dir), signal.SIGTERM)
     assert exit_code == -signal.SIGTERM, err
     assert only(emulator).state["subtitle"] == "Stopped by SIGTERM at download"
 
@@ -396,11 +381,7 @@ def test_a_tracked_function_ends_on_sigterm(
             time.sleep(60)
         etl()
     """
-    job = Job(code, environment(emulator, state_dir))
-    jobs.append(job)
-    job.wait_ready()
-    job.signal(signal.SIGTERM)
-    exit_code, _out, err = job.finish()
+    exit_code, _out, err = signalled(jobs, code, environment(emulator, state_dir), signal.SIGTERM)
     assert exit_code == -signal.SIGTERM, err
     assert only(emulator).state["subtitle"] == "Stopped by SIGTERM at extract"
 
